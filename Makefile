@@ -1,0 +1,43 @@
+# Two commands do all the set-up on a fresh machine with Python >= 3.10:
+#   make book   executes every chapter and builds the website (_build/html)
+#   make test   runs every test: unit, integration, notebooks (nbval), site
+PYTHON ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+# The original data files, where this repository's CI keeps them. Elsewhere the
+# loaders download them through Keras (or set CNNLEARN_DATA_DIR yourself).
+SHARED_DATA := $(abspath ../shared/data)
+ifneq ($(wildcard $(SHARED_DATA)/mnist),)
+export CNNLEARN_DATA_DIR ?= $(SHARED_DATA)
+endif
+PYTEST_NB := --nbval-lax --nbval-sanitize-with .nbval-sanitize.cfg --nbval-cell-timeout=1800
+
+.PHONY: install book test test-fast lint benchmarks clean
+
+$(BIN)/.installed: pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet -e ".[dev]"
+	touch $@
+
+install: $(BIN)/.installed
+
+book: install
+	$(BIN)/jupyter-book build . --all -W -n --keep-going
+	@echo "The website is in $(CURDIR)/_build/html/index.html"
+
+lint: install
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+
+test: lint
+	$(BIN)/python -m pytest tests book $(PYTEST_NB)
+
+test-fast: install
+	$(BIN)/python -m pytest tests -m "not slow"
+
+benchmarks: install
+	$(BIN)/python benchmarks/train_mnist.py
+
+clean:
+	rm -rf _build book/runs runs .pytest_cache

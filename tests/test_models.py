@@ -1,0 +1,48 @@
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from cnnlearn import models
+
+
+@pytest.mark.parametrize(
+    ("name", "params"), [("seed", 54_410), ("lenet5", 61_706), ("strong", 459_434)]
+)
+def test_parameter_counts(name, params):
+    assert models.get_model(name).count_params() == params
+
+
+def test_seed_cnn_is_the_articles_model():
+    layers = models.seed_cnn().layers
+    kinds = [type(layer).__name__ for layer in layers]
+    assert kinds == ["Conv2D", "MaxPooling2D", "Flatten", "Dense"]
+    conv, dense = layers[0], layers[-1]
+    assert conv.filters == 32 and conv.kernel_size == (3, 3)
+    assert conv.activation.__name__ == "relu" and conv.padding == "valid"
+    assert dense.units == 10 and dense.activation.__name__ == "softmax"
+
+
+@pytest.mark.parametrize("name", sorted(models.MODELS))
+def test_outputs_are_probabilities(name):
+    x = np.random.default_rng(0).random((4, 28, 28, 1), dtype=np.float32)
+    p = np.asarray(models.get_model(name)(x))
+    assert p.shape == (4, 10)
+    np.testing.assert_allclose(p.sum(axis=1), 1.0, rtol=1e-5)
+
+
+def test_builders_take_shape_and_classes():
+    model = models.get_model("seed", input_shape=(32, 32, 3), num_classes=5)
+    assert model.output_shape == (None, 5)
+
+
+def test_strong_cnn_augments_only_while_training():
+    model = models.strong_cnn()
+    x = np.random.default_rng(0).random((2, 28, 28, 1), dtype=np.float32)
+    np.testing.assert_array_equal(model(x, training=False), model(x, training=False))
+    assert not np.allclose(model(x, training=True), model(x, training=True))
+
+
+def test_unknown_model_name():
+    with pytest.raises(ValueError, match="unknown model 'vgg'.*lenet5"):
+        models.get_model("vgg")

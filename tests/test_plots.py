@@ -1,0 +1,63 @@
+from __future__ import annotations
+
+import matplotlib.pyplot as plt
+import numpy as np
+import pytest
+from matplotlib.figure import Figure
+
+from cnnlearn import plots
+
+RNG = np.random.default_rng(0)
+X = RNG.integers(0, 256, (30, 28, 28), dtype=np.uint8)
+Y = RNG.integers(0, 10, 30)
+
+
+@pytest.fixture(autouse=True)
+def close_figures():
+    yield
+    plt.close("all")
+
+
+def images_shown(fig: Figure) -> int:
+    return sum(len(ax.images) for ax in fig.axes)
+
+
+def test_samples_grid_titles_with_class_names():
+    names = [f"c{i}" for i in range(10)]
+    fig = plots.plot_samples(X, Y, n=12, cols=5, class_names=names)
+    assert images_shown(fig) == 12 and len(fig.axes) == 15  # 3 rows of 5
+    assert fig.axes[0].get_title() == names[Y[0]]
+
+
+def test_history_has_training_and_validation_curves():
+    history = {"loss": [1.0, 0.5], "val_loss": [1.1, 0.7], "accuracy": [0.6, 0.8]}
+    history["val_accuracy"] = [0.5, 0.7]
+    loss_ax, acc_ax = plots.plot_history(history).axes
+    assert len(loss_ax.lines) == 2 and len(acc_ax.lines) == 2
+    np.testing.assert_array_equal(acc_ax.lines[1].get_ydata(), [0.5, 0.7])
+
+
+def test_confusion_matrix_annotates_every_cell():
+    cm = np.array([[5, 1], [0, 4]])
+    ax = plots.plot_confusion_matrix(cm).axes[0]
+    assert [t.get_text() for t in ax.texts] == ["5", "1", "0", "4"]
+    ax = plots.plot_confusion_matrix(cm, normalize=True).axes[0]
+    assert [t.get_text() for t in ax.texts][:2] == ["0.83", "0.17"]
+
+
+def test_misclassified_orders_by_confidence():
+    y_true = np.array([0, 1, 2, 3])
+    y_pred = np.array([0, 2, 3, 1])
+    probs = np.full((4, 4), 0.1)
+    probs[1, 2], probs[2, 3], probs[3, 1] = 0.5, 0.9, 0.7
+    fig = plots.plot_misclassified(X[:4], y_true, y_pred, probs)
+    assert images_shown(fig) == 3
+    assert fig.axes[0].get_title() == "2→3\n(0.90)"
+    with pytest.raises(ValueError, match="no misclassified"):
+        plots.plot_misclassified(X[:4], y_true, y_true)
+
+
+def test_benchmark_curves_one_pair_per_run():
+    run = {"test_accuracy": [0.98, 0.985], "train_accuracy": [0.97, 0.99]}
+    ax = plots.plot_benchmark_curves({"runs": {"a": run, "b": run}}).axes[0]
+    assert len(ax.lines) == 4

@@ -1,0 +1,48 @@
+from __future__ import annotations
+
+import pytest
+
+from cnnlearn import models, report
+
+
+def test_markdown_table():
+    table = report.markdown_table([{"a": 1, "b": 0.123456}, {"a": 2, "b": "x"}])
+    assert table.splitlines() == [
+        "| a | b |",
+        "|---|---|",
+        "| 1 | 0.1235 |",
+        "| 2 | x |",
+    ]
+    with pytest.raises(ValueError):
+        report.markdown_table([])
+
+
+def test_accuracy_row_formats_numbers_and_keeps_quotes():
+    row = report.accuracy_row("run", 0.99123, 0.9812, 2.345)
+    assert row == {
+        "": "run",
+        "train accuracy": "0.9912",
+        "test accuracy": "98.12%",
+        "ms/step": "2.35",
+    }
+    assert report.accuracy_row("article", "1.0000", "≈ 98 %", "2")["ms/step"] == "2"
+
+
+def test_committed_training_benchmark_is_complete_and_meets_its_targets():
+    """The chapter reads this file; it must hold every run the table shows."""
+    results = report.load_benchmark("train_mnist")
+    runs = results["runs"]
+    assert {"seed-b32", "seed-b128", "lenet5-b128", "strong-b128"} <= set(runs)
+    for name, run in runs.items():
+        assert run["params"] == models.get_model(run["model"]).count_params(), name
+        assert len(run["test_accuracy"]) == run["epochs"] == len(run["train_accuracy"])
+    assert runs["seed-b32"]["epochs"] == 10
+    assert runs["seed-b32"]["final_test_accuracy"] >= 0.98
+    assert max(runs["seed-b32"]["test_accuracy"][:3]) >= 0.98
+    assert runs["strong-b128"]["final_test_accuracy"] >= 0.994
+    assert len(report.training_table(results)) == len(runs)
+
+
+def test_missing_benchmark_names_the_script(tmp_path):
+    with pytest.raises(FileNotFoundError, match="benchmarks/nope.py"):
+        report.load_benchmark("nope", tmp_path)

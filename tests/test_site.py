@@ -1,0 +1,172 @@
+"""The site tier: build the book from the committed outputs and check it in Chromium.
+
+Offline by design: every request a page makes must go to the local server.
+``CNNLEARN_SITE_ROOT`` points the tests at another copy of the repository.
+"""
+
+from __future__ import annotations
+
+import functools
+import http.server
+import json
+import os
+import re
+import subprocess
+import sys
+import threading
+from collections.abc import Iterator
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import pytest
+import yaml
+from conftest import REPO, require
+
+if TYPE_CHECKING:
+    from playwright.sync_api import Browser, BrowserContext, ConsoleMessage
+
+pytestmark = pytest.mark.slow
+
+ROOT = Path(os.environ.get("CNNLEARN_SITE_ROOT", REPO)).resolve()
+CHROMIUM = Path("/usr/bin/chromium")
+CHROMIUM_ARGS = [
+    "--no-sandbox", "--disable-gpu", "--disable-background-networking",
+    "--disable-component-update", "--disable-sync", "--no-first-run",
+    "--disable-quic", "--disable-extensions", "--mute-audio",
+]  # fmt: skip
+RAW_TEX = re.compile(r"\\(frac|sum|cdot|max|begin|left|right|Big|mathrm)\b|\\[(\[]")
+DOLLAR_MATH = re.compile(r"\$[^$\n]+\$")
+CODE = re.compile(r"```.*?```|`[^`\n]*`", re.S)
+
+
+def toc_docs(node: object) -> list[str]:
+    """Every ``root``/``file`` entry of a ``_toc.yml`` tree, in order."""
+    if isinstance(node, list):
+        return [doc for item in node for doc in toc_docs(item)]
+    if not isinstance(node, dict):
+        return []
+    own = [re.sub(r"\.(md|ipynb)$", "", node[k]) for k in ("root", "file") if k in node]
+    return own + [doc for value in node.values() for doc in toc_docs(value)]
+
+
+PAGES = toc_docs(yaml.safe_load((ROOT / "_toc.yml").read_text()))
+
+
+def source_of(doc: str) -> Path:
+    """The notebook or Markdown file behind a ToC entry."""
+    return next(p for p in (ROOT / f"{doc}.ipynb", ROOT / f"{doc}.md") if p.exists())
+
+
+def has_math(source: Path) -> bool:
+    """Whether the prose holds ``$...$`` math (code spans and fences left out)."""
+    text = source.read_text()
+    if source.suffix == ".ipynb":
+        cells = json.loads(text)["cells"]
+        text = "\n".join(
+            "".join(c["source"]) for c in cells if c["cell_type"] != "code"
+        )
+    return bool(DOLLAR_MATH.search(CODE.sub("", text)))
+
+
+@pytest.fixture(scope="module")
+def site(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Build the site once, from the committed outputs: no notebook runs here."""
+    out = tmp_path_factory.mktemp("site")
+    config = yaml.safe_load((ROOT / "_config.yml").read_text())
+    config["execute"]["execute_notebooks"] = "off"  # nbval has just executed them
+    (out / "_config.yml").write_text(yaml.safe_dump(config, allow_unicode=True))
+    cmd = [str(Path(sys.executable).with_name("jupyter-book")), "build", str(ROOT)]
+    cmd += ["--all", "-W", "-n", "--keep-going", "--path-output", str(out)]
+    cmd += ["--config", str(out / "_config.yml")]
+    run = subprocess.run(cmd, capture_output=True, text=True, timeout=900)
+    log = run.stdout + run.stderr
+    assert run.returncode == 0, f"jupyter-book build failed:\n{log[-6000:]}"
+    assert "execution_mode='off'" in log, "the build would execute notebooks"
+    return out / "_build" / "html"
+
+
+@pytest.fixture(scope="module")
+def base_url(site: Path) -> Iterator[str]:
+    """Serve the built site on an ephemeral port of 127.0.0.1."""
+
+    class Quiet(http.server.SimpleHTTPRequestHandler):
+        def log_message(self, *args: object) -> None:
+            pass
+
+    handler = functools.partial(Quiet, directory=str(site))
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    yield f"http://127.0.0.1:{server.server_port}/"
+    server.shutdown()
+    server.server_close()
+
+
+@pytest.fixture(scope="module")
+def browser() -> Iterator[Browser]:
+    """Debian's Chromium, driven by Playwright (its own download needs internet)."""
+    require(CHROMIUM.is_file(), f"{CHROMIUM} not found: apt-get install chromium")
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
+        yield browser
+        browser.close()
+
+
+@pytest.fixture
+def context(browser: Browser) -> Iterator[BrowserContext]:
+    """A fresh browser profile per page: each page is checked as a first visit."""
+    context = browser.new_context()
+    yield context
+    context.close()
+
+
+@pytest.mark.parametrize("doc", PAGES)
+def test_page(doc: str, base_url: str, context: BrowserContext) -> None:
+    """The page loads cleanly offline, with its figures, typeset math and buttons."""
+    errors: list[str] = []
+    requests: list[str] = []
+
+    def on_console(message: ConsoleMessage) -> None:
+        url = message.location.get("url", "")
+        # A missing favicon.ico is the browser's own probe, not the page's.
+        if message.type == "error" and not url.endswith("/favicon.ico"):
+            errors.append(f"console: {message.text} ({url})")
+
+    page = context.new_page()
+    page.on("console", on_console)
+    page.on("pageerror", lambda e: errors.append(f"pageerror: {e}"))
+    page.on("requestfailed", lambda r: errors.append(f"failed: {r.url} {r.failure}"))
+    page.on("request", lambda r: requests.append(r.url))
+    page.goto(f"{base_url}{doc}.html", wait_until="networkidle", timeout=60_000)
+    page.evaluate("async () => { await window.MathJax?.startup?.promise; }")
+    assert not errors, "\n".join(errors)
+
+    offsite = [u for u in requests if not u.startswith((base_url, "data:"))]
+    assert not offsite, f"requests leave the machine: {offsite}"
+    broken = page.evaluate(
+        "Array.from(document.images).filter(i => !i.complete || !i.naturalWidth)"
+        ".map(i => i.src)"
+    )
+    assert not broken, f"images that did not load: {broken}"
+    mathjax = page.eval_on_selector_all(
+        "script[src*=mathjax]", "s => s.map(e => e.src)"
+    )
+    assert all(s.startswith(f"{base_url}_static/mathjax/") for s in mathjax), mathjax
+    raw = RAW_TEX.search(page.evaluate("document.body.innerText"))
+    assert raw is None, f"raw TeX in the page: {raw and raw.group()}"
+
+    source = source_of(doc)
+    if has_math(source):
+        assert mathjax, "math in the source but no MathJax script"
+        n_math = page.locator(".math").count()
+        n_typeset = page.locator("mjx-container").count()
+        assert n_typeset >= n_math > 0, f"{n_typeset} of {n_math} formulas typeset"
+    if source.suffix == ".ipynb":
+        assert page.locator(".cell_output img").count(), "no figures: outputs missing?"
+        colab = page.locator("a[href*='colab.research.google.com']")
+        assert colab.count(), "no Colab launch button"
+        assert colab.first.get_attribute("href").endswith(f"{doc}.ipynb")
+        download = page.locator("a.btn-download-source-button[href$='.ipynb']")
+        assert download.count(), "no .ipynb download button"
+        assert page.request.get(download.first.evaluate("a => a.href")).ok

@@ -1,0 +1,143 @@
+from __future__ import annotations
+
+import json
+
+import keras
+import numpy as np
+import pytest
+
+from cnnlearn import data, models, train
+
+
+@pytest.fixture(scope="module")
+def small(mnist):
+    """6,000 real training and 2,000 real test images."""
+    (x_train, y_train), (x_test, y_test) = mnist
+    x_train, y_train = data.take_fraction(x_train, y_train, 0.1, seed=0)
+    return (
+        (data.preprocess_images(x_train), y_train),
+        (data.preprocess_images(x_test[:2000]), y_test[:2000]),
+    )
+
+
+@pytest.fixture(scope="module")
+def trained(small):
+    (x, y), _ = small
+    return train.fit(models.seed_cnn(), x, y, epochs=2, batch_size=32, verbose=0)
+
+
+def test_short_run_beats_chance_by_far(small, trained):
+    _, (x_test, y_test) = small
+    evaluation = train.evaluate(trained.model, x_test, y_test)
+    assert evaluation.accuracy > 0.85  # chance is 0.1
+    assert trained.epochs == 2 and len(trained.history["seconds"]) == 2
+    assert trained.n_train == 5400 and trained.n_val == 600
+    assert "val_accuracy" in trained.history
+
+
+def test_same_seed_same_run(small):
+    (x, y), _ = small
+    runs = [
+        train.fit(
+            models.get_model("seed", seed=3), x[:1000], y[:1000], seed=3, verbose=0
+        )
+        for _ in range(2)
+    ]
+    for a, b in zip(*(r.model.get_weights() for r in runs)):
+        np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6)
+
+
+def test_evaluate_against_hand_computed_numbers():
+    """A softmax-only model predicts argmax(x): every number can be checked."""
+    model = keras.Sequential([keras.Input((3,)), keras.layers.Softmax()])
+    x = np.log(
+        np.array(
+            [[0.7, 0.2, 0.1], [0.1, 0.8, 0.1], [0.6, 0.3, 0.1], [0.2, 0.2, 0.6]],
+            dtype=np.float32,
+        )
+    )
+    y = np.array([0, 1, 1, 2])
+    ev = train.evaluate(model, x, y, class_names=["a", "b", "c"])
+    assert ev.accuracy == 0.75
+    expected = [[1, 0, 0], [1, 1, 0], [0, 0, 1]]
+    np.testing.assert_array_equal(ev.confusion_matrix, expected)
+    assert ev.loss == pytest.approx(-np.mean(np.log([0.7, 0.8, 0.3, 0.6])), rel=1e-5)
+    a, b, c = ev.per_class
+    assert (a["class"], a["precision"], a["recall"]) == ("a", 0.5, 1.0)
+    assert (b["precision"], b["recall"], b["support"]) == (1.0, 0.5, 2)
+    assert b["f1"] == pytest.approx(2 / 3)
+    assert c["f1"] == 1.0
+    assert json.loads(json.dumps(ev.report()))["confusion_matrix"][1] == [1, 1, 0]
+    with pytest.raises(ValueError, match="labels must be in"):
+        train.evaluate(model, x, np.array([0, 1, 1, 3]))
+
+
+def test_split_validation_is_disjoint_and_seeded():
+    x, y = np.arange(100), np.arange(100)
+    (x_tr, _), (x_val, _) = train.split_validation(x, y, 0.2, seed=5)
+    assert len(x_val) == 20 and set(x_tr).isdisjoint(x_val)
+    assert sorted([*x_tr, *x_val]) == list(range(100))
+    np.testing.assert_array_equal(x_val, train.split_validation(x, y, 0.2, 5)[1][0])
+    assert train.split_validation(x, y, 0.0)[1] is None
+    with pytest.raises(ValueError, match="validation fraction"):
+        train.split_validation(x, y, 1.0)
+
+
+def test_devices():
+    assert train.resolve_device("cpu") == "/CPU:0"
+    assert train.resolve_device("auto") in {"/CPU:0", "/GPU:0"}
+    with pytest.raises(ValueError, match="unknown device"):
+        train.resolve_device("quantum")
+    if train._gpu_count() == 0:
+        with pytest.raises(ValueError, match="no GPU"):
+            train.resolve_device("gpu")
+
+
+def test_bad_arguments_fail_before_training(small):
+    (x, y), _ = small
+    with pytest.raises(ValueError, match="need an output_dir"):
+        train.fit(models.seed_cnn(), x, y, checkpoint=True)
+    with pytest.raises(ValueError, match="lr_schedule"):
+        train.fit(models.seed_cnn(), x, y, lr_schedule="step")
+    with pytest.raises(ValueError, match="epochs"):
+        train.fit(models.seed_cnn(), x, y, epochs=0)
+
+
+def test_callbacks_write_checkpoints_and_logs(small, tmp_path):
+    (x, y), _ = small
+    result = train.fit(
+        models.seed_cnn(),
+        x[:640],
+        y[:640],
+        epochs=3,
+        lr_schedule="cosine",
+        output_dir=tmp_path,
+        checkpoint=True,
+        tensorboard=True,
+        early_stopping_patience=1,
+        verbose=0,
+    )
+    assert (tmp_path / "checkpoints" / "best.keras").is_file()
+    assert any((tmp_path / "logs").rglob("events.out.tfevents.*"))
+    assert 1 <= result.epochs <= 3
+
+
+def test_save_run_writes_the_run_atomically(small, trained, tmp_path):
+    _, (x_test, y_test) = small
+    evaluation = train.evaluate(trained.model, x_test, y_test)
+    metrics = train.save_run(tmp_path, trained, evaluation, model="seed", seed=0)
+    assert sorted(p.name for p in tmp_path.iterdir()) == [
+        "history.json",
+        "metrics.json",
+        "model.keras",
+    ]
+    on_disk = json.loads((tmp_path / "metrics.json").read_text())
+    assert on_disk == metrics
+    for key in ("test_accuracy", "test_loss", "epochs", "batch_size", "params"):
+        assert key in on_disk
+    assert on_disk["params"] == 54_410 and on_disk["n_test"] == 2000
+    assert on_disk["train_seconds"] > 0
+    reloaded = keras.models.load_model(tmp_path / "model.keras")
+    assert train.evaluate(reloaded, x_test, y_test).accuracy == evaluation.accuracy
+    history = json.loads((tmp_path / "history.json").read_text())
+    assert len(history["loss"]) == 2
