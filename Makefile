@@ -12,7 +12,7 @@ export CNNLEARN_DATA_DIR ?= $(SHARED_DATA)
 endif
 PYTEST_NB := --nbval-lax --nbval-sanitize-with .nbval-sanitize.cfg --nbval-cell-timeout=1800
 
-.PHONY: install book test test-fast lint benchmarks clean
+.PHONY: install book chapters test test-fast lint benchmarks clean
 
 $(BIN)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -25,6 +25,12 @@ install: $(BIN)/.installed
 book: install
 	$(BIN)/jupyter-book build . --all -W -n --keep-going
 	@echo "The website is in $(CURDIR)/_build/html/index.html"
+
+# Authors: re-execute every chapter in place, then commit it with its outputs.
+chapters: install
+	cd book && for nb in *.ipynb; do \
+	  ../$(BIN)/jupyter nbconvert --to notebook --execute --inplace \
+	    --ExecutePreprocessor.timeout=1800 "$$nb" || exit 1; done
 
 lint: install
 	$(BIN)/ruff check .

@@ -33,7 +33,7 @@ RUNS = {
     "seed-b32": ("seed", 32, 10),
     "seed-b128": ("seed", 128, 10),
     "lenet5-b128": ("lenet5", 128, 10),
-    "strong-b128": ("strong", 128, 12),
+    "strong-b128": ("strong", 128, 15),
 }
 
 

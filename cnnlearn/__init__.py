@@ -7,9 +7,9 @@ so ``import cnnlearn`` alone stays light.
 
 import os
 
-# TensorFlow's C++ start-up chatter (oneDNN notes, "no CUDA driver") is noise in
-# a book; real warnings still reach Python's logging. Set the variable yourself
-# to see everything.
+# Hide TensorFlow's C++ INFO and WARNING logs (errors still show; Python-side
+# warnings are unaffected). Set the variable yourself to choose otherwise. The
+# few lines TF prints before its logging starts ignore it: see cnnlearn.cli.
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 __version__ = "0.1.0"

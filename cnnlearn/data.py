@@ -150,13 +150,6 @@ def load_idx(path: str | os.PathLike, sha256: str | None = None) -> np.ndarray:
     if not path.is_file():
         raise FileNotFoundError(f"IDX file not found: {path}")
     data = _read_bytes(path)
-    if sha256 is not None:
-        found = hashlib.sha256(data).hexdigest()
-        if found != sha256:
-            raise DataError(
-                f"{path}: SHA-256 mismatch: expected {sha256}, found {found} "
-                "(not the original file; pass verify=False to load it anyway)"
-            )
     if len(data) < 4:
         raise DataError(f"{path}: truncated: {len(data)} bytes, no IDX header")
     zero, code, ndim = data[:2], data[2], data[3]
@@ -186,6 +179,13 @@ def load_idx(path: str | os.PathLike, sha256: str | None = None) -> np.ndarray:
             f"{path}: size mismatch: header {dims} needs {expected} payload bytes, "
             f"found {found} ({found - expected} trailing bytes)"
         )
+    if sha256 is not None:  # after the format checks, whose messages say more
+        digest = hashlib.sha256(data).hexdigest()
+        if digest != sha256:
+            raise DataError(
+                f"{path}: SHA-256 mismatch: expected {sha256}, found {digest} "
+                "(not the original file; pass verify=False to load it anyway)"
+            )
     array = np.frombuffer(data, dtype=dtype, offset=header).reshape(dims)
     return array.astype(dtype.newbyteorder("="), copy=True)
 

@@ -130,9 +130,9 @@ MODELS: dict[str, ModelSpec] = {
     "strong": ModelSpec(
         strong_cnn,
         "BN + augmentation CNN",
-        epochs=12,
+        epochs=15,
         batch_size=128,
-        learning_rate=3e-3,
+        learning_rate=2e-3,
         lr_schedule="cosine",
     ),
 }

@@ -145,7 +145,7 @@ def plot_benchmark_curves(results: dict) -> Figure:
         ax.plot(epochs, run["train_accuracy"], ":", color=color, label=f"{name} train")
     ax.set_xlabel("epoch")
     ax.set_ylabel("accuracy")
-    ax.set_ylim(0.97, 1.0)
+    ax.set_ylim(0.95, 1.0)
     ax.grid(alpha=0.3)
     ax.legend(fontsize=8, ncol=2, loc="lower right")
     fig.tight_layout()

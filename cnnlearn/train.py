@@ -126,11 +126,17 @@ def _gpu_count() -> int:
 
 
 def _device_scope(device: str):
-    if keras.config.backend() == "tensorflow":
+    backend = keras.config.backend()
+    if backend == "tensorflow":
         import tensorflow as tf
 
         return tf.device(device)
-    return contextlib.nullcontext()  # other backends place arrays themselves
+    if backend == "jax":
+        import jax
+
+        kind = "gpu" if device.startswith("/GPU") else "cpu"
+        return jax.default_device(jax.devices(kind)[0])
+    return contextlib.nullcontext()
 
 
 def split_validation(
@@ -316,15 +322,19 @@ def evaluate(
 
 def versions() -> dict[str, str]:
     """Versions of the software a run used, for its ``metrics.json``."""
-    import tensorflow as tf
+    from importlib.metadata import PackageNotFoundError, version
 
-    return {
+    found = {
         "python": platform.python_version(),
         "keras": keras.__version__,
         "backend": keras.config.backend(),
-        "tensorflow": tf.__version__,
-        "numpy": np.__version__,
     }
+    for package in ("tensorflow", "jax", "numpy"):
+        try:
+            found[package] = version(package)
+        except PackageNotFoundError:
+            pass
+    return found
 
 
 def save_run(

@@ -35,6 +35,7 @@ CHROMIUM_ARGS = [
     "--disable-quic", "--disable-extensions", "--mute-audio",
 ]  # fmt: skip
 RAW_TEX = re.compile(r"\\(frac|sum|cdot|max|begin|left|right|Big|mathrm)\b|\\[(\[]")
+MARKDOWN_TABLE = re.compile(r"\|[^|\n]+\|[^|\n]+\|[^|\n]+\|")
 DOLLAR_MATH = re.compile(r"\$[^$\n]+\$")
 CODE = re.compile(r"```.*?```|`[^`\n]*`", re.S)
 
@@ -50,11 +51,6 @@ def toc_docs(node: object) -> list[str]:
 
 
 PAGES = toc_docs(yaml.safe_load((ROOT / "_toc.yml").read_text()))
-
-
-def source_of(doc: str) -> Path:
-    """The notebook or Markdown file behind a ToC entry."""
-    return next(p for p in (ROOT / f"{doc}.ipynb", ROOT / f"{doc}.md") if p.exists())
 
 
 def has_math(source: Path) -> bool:
@@ -79,8 +75,11 @@ def site(tmp_path_factory: pytest.TempPathFactory) -> Path:
     cmd += ["--all", "-W", "-n", "--keep-going", "--path-output", str(out)]
     cmd += ["--config", str(out / "_config.yml")]
     run = subprocess.run(cmd, capture_output=True, text=True, timeout=900)
-    log = run.stdout + run.stderr
-    assert run.returncode == 0, f"jupyter-book build failed:\n{log[-6000:]}"
+    log = re.sub(r"\x1b\[[0-9;]*m", "", run.stdout + run.stderr)  # no colours
+    problems = [line for line in log.splitlines() if re.search("WARNING|ERROR", line)]
+    assert run.returncode == 0, "jupyter-book build failed:\n" + "\n".join(
+        problems or log.splitlines()[-40:]
+    )
     assert "execution_mode='off'" in log, "the build would execute notebooks"
     return out / "_build" / "html"
 
@@ -121,8 +120,8 @@ def context(browser: Browser) -> Iterator[BrowserContext]:
     context.close()
 
 
-@pytest.mark.parametrize("doc", PAGES)
-def test_page(doc: str, base_url: str, context: BrowserContext) -> None:
+@pytest.mark.parametrize("doc", PAGES)  # context first: no Chromium, no build
+def test_page(doc: str, context: BrowserContext, base_url: str) -> None:
     """The page loads cleanly offline, with its figures, typeset math and buttons."""
     errors: list[str] = []
     requests: list[str] = []
@@ -145,18 +144,20 @@ def test_page(doc: str, base_url: str, context: BrowserContext) -> None:
     offsite = [u for u in requests if not u.startswith((base_url, "data:"))]
     assert not offsite, f"requests leave the machine: {offsite}"
     broken = page.evaluate(
-        "Array.from(document.images).filter(i => !i.complete || !i.naturalWidth)"
-        ".map(i => i.src)"
+        "[...document.images].filter(i => !i.naturalWidth).map(i => i.src)"
     )
     assert not broken, f"images that did not load: {broken}"
     mathjax = page.eval_on_selector_all(
         "script[src*=mathjax]", "s => s.map(e => e.src)"
     )
     assert all(s.startswith(f"{base_url}_static/mathjax/") for s in mathjax), mathjax
-    raw = RAW_TEX.search(page.evaluate("document.body.innerText"))
+    text = page.evaluate("document.body.innerText")
+    raw = RAW_TEX.search(text)
     assert raw is None, f"raw TeX in the page: {raw and raw.group()}"
+    table = MARKDOWN_TABLE.search(text)
+    assert table is None, f"a Markdown table shown as text: {table and table.group()}"
 
-    source = source_of(doc)
+    source = next(p for p in (ROOT / f"{doc}.ipynb", ROOT / f"{doc}.md") if p.exists())
     if has_math(source):
         assert mathjax, "math in the source but no MathJax script"
         n_math = page.locator(".math").count()

@@ -1,0 +1,26 @@
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from cnnlearn._io import atomic_path, write_json
+
+
+def test_write_json_replaces_whole_file(tmp_path):
+    path = tmp_path / "m.json"
+    write_json(path, {"a": 1})
+    write_json(path, {"b": "ü"})
+    assert json.loads(path.read_text()) == {"b": "ü"}
+    assert [p.name for p in tmp_path.iterdir()] == ["m.json"]
+
+
+def test_failed_write_leaves_the_old_file_and_no_temporary(tmp_path):
+    path = tmp_path / "model.keras"
+    path.write_text("old")
+    with pytest.raises(RuntimeError), atomic_path(path) as tmp:
+        assert tmp.suffix == ".keras" and tmp.parent == tmp_path
+        tmp.write_text("half")
+        raise RuntimeError("crash while writing")
+    assert path.read_text() == "old"
+    assert [p.name for p in tmp_path.iterdir()] == ["model.keras"]
