@@ -44,6 +44,8 @@ test-fast: install
 
 benchmarks: install
 	$(BIN)/python benchmarks/train_mnist.py
+	$(BIN)/python benchmarks/conv_ops.py
+	$(BIN)/python benchmarks/model_throughput.py
 
 clean:
 	rm -rf _build book/runs runs .pytest_cache

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import os
 import sys
 
 from cnnlearn import __version__
@@ -97,32 +96,10 @@ def _evaluate(args) -> str:
     return f"test_accuracy={report['accuracy']:.4f} test_loss={report['loss']:.4f}"
 
 
-def _import_tensorflow_quietly() -> None:
-    """Import TensorFlow with file descriptor 2 pointed at /dev/null.
-
-    TF 2.18+ prints oneDNN and CUDA notes from C++ before its logging starts,
-    ignoring TF_CPP_MIN_LOG_LEVEL (abseil/abseil-cpp#1718). A CLI whose errors
-    are one line must keep them out; set CNNLEARN_VERBOSE=1 to see them.
-    """
-    if os.environ.get("CNNLEARN_VERBOSE") or "tensorflow" in sys.modules:
-        return
-    sys.stderr.flush()
-    saved = os.dup(2)
-    devnull = os.open(os.devnull, os.O_WRONLY)
-    try:
-        os.dup2(devnull, 2)
-        import tensorflow as tf
-
-        tf.config.list_physical_devices()  # device discovery logs, too
-    finally:
-        os.dup2(saved, 2)
-        os.close(saved)
-        os.close(devnull)
-
-
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    _import_tensorflow_quietly()
+    import cnnlearn._tf  # noqa: F401  (after parsing: --help stays instant)
+
     verb = {"train": _train, "evaluate": _evaluate}[args.verb]
     try:
         with contextlib.redirect_stdout(sys.stderr):  # Keras progress → stderr

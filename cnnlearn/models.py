@@ -10,6 +10,9 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 
+import cnnlearn._tf  # noqa: F401  (quiet TensorFlow start-up; before Keras)
+
+# isort: split
 import keras
 from keras import layers
 

@@ -10,6 +10,7 @@ __all__ = [
     "plot_benchmark_curves",
     "plot_confusion_matrix",
     "plot_history",
+    "plot_maps",
     "plot_misclassified",
     "plot_samples",
 ]
@@ -148,5 +149,37 @@ def plot_benchmark_curves(results: dict) -> Figure:
     ax.set_ylim(0.95, 1.0)
     ax.grid(alpha=0.3)
     ax.legend(fontsize=8, ncol=2, loc="lower right")
+    fig.tight_layout()
+    return fig
+
+
+def plot_maps(
+    maps: np.ndarray,
+    titles: list[str] | None = None,
+    cols: int = 8,
+    cmap: str = "gray",
+    size: float = 1.2,
+    symmetric: bool = False,
+) -> Figure:
+    """Show the channels of an ``(H, W, C)`` array side by side (chapter 2).
+
+    Works for feature maps (one image's activations) and for first-layer
+    filters, whose kernel ``w[:, :, 0, :]`` has this shape. Each panel is
+    scaled on its own, so weak and strong channels are equally visible; with
+    ``symmetric=True`` its range is ``[-m, m]``, so a diverging colour map puts
+    zero at its centre.
+    """
+    maps = np.asarray(maps)
+    if maps.ndim != 3:
+        raise ValueError(f"expected maps of shape (H, W, C), got {maps.shape}")
+    n = maps.shape[-1]
+    fig, axes = _image_grid(n, min(cols, n), size)
+    for i, ax in enumerate(axes):
+        if i >= n:
+            break
+        m = np.abs(maps[..., i]).max() if symmetric else None
+        ax.imshow(maps[..., i], cmap=cmap, vmin=-m if m else None, vmax=m)
+        if titles is not None:
+            ax.set_title(titles[i], fontsize=8)
     fig.tight_layout()
     return fig

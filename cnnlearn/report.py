@@ -12,8 +12,10 @@ from pathlib import Path
 __all__ = [
     "RESULTS_URL",
     "accuracy_row",
+    "conv_ops_table",
     "load_benchmark",
     "markdown_table",
+    "throughput_table",
     "training_table",
 ]
 
@@ -95,3 +97,44 @@ def accuracy_row(
         "test accuracy": fmt(test_accuracy, ".2%"),
         "ms/step": fmt(ms_per_step, ".2f"),
     }
+
+
+def throughput_table(results: dict) -> list[dict]:
+    """Rows of ``benchmarks/model_throughput.py``'s result (chapter 2)."""
+
+    def rate(run: dict | None, key: str, spec: str) -> str:
+        return "—" if run is None else format(run[key], spec)
+
+    return [
+        {
+            "model": name,
+            "params": f"{run['params']:,}",
+            "MFLOPs/image": round(run["mflops_per_image"], 2),
+            "TF images/s": rate(run["tf"], "images_per_second", ",.0f"),
+            "TF GFLOP/s": rate(run["tf"], "gflops_per_second", ".1f"),
+            "NumPy im2col images/s": rate(
+                run.get("numpy_im2col"), "images_per_second", ",.0f"
+            ),
+            "NumPy naive images/s": rate(
+                run.get("numpy_naive"), "images_per_second", ",.0f"
+            ),
+        }
+        for name, run in results["models"].items()
+    ]
+
+
+def conv_ops_table(results: dict, mode: str = "interleaved") -> list[dict]:
+    """Median milliseconds of ``benchmarks/conv_ops.py``, per direction (chapter 2)."""
+    timings = results[mode]
+    return [
+        {
+            "pass": direction,
+            **{
+                f"{m} ms": round(ms, 2)
+                for m, ms in timings["median_ms"][direction].items()
+            },
+            "im2col / tf": round(timings["ratios"][direction]["im2col/tf"], 2),
+            "naive / tf": round(timings["ratios"][direction]["naive/tf"], 1),
+        }
+        for direction in ("forward", "backward")
+    ]

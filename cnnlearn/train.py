@@ -15,6 +15,9 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import cnnlearn._tf  # noqa: F401  (quiet TensorFlow start-up; before Keras)
+
+# isort: split
 import keras
 import numpy as np
 

@@ -61,3 +61,19 @@ def test_benchmark_curves_one_pair_per_run():
     run = {"test_accuracy": [0.98, 0.985], "train_accuracy": [0.97, 0.99]}
     ax = plots.plot_benchmark_curves({"runs": {"a": run, "b": run}}).axes[0]
     assert len(ax.lines) == 4
+
+
+def test_maps_one_panel_per_channel():
+    maps = RNG.random((5, 5, 6))
+    fig = plots.plot_maps(maps, titles=[f"f{i}" for i in range(6)], cols=4)
+    assert images_shown(fig) == 6 and len(fig.axes) == 8
+    assert fig.axes[5].get_title() == "f5"
+    np.testing.assert_array_equal(fig.axes[2].images[0].get_array(), maps[..., 2])
+    with pytest.raises(ValueError, match="expected maps"):
+        plots.plot_maps(maps[..., 0])
+
+
+def test_maps_symmetric_range_centres_zero():
+    maps = np.stack([np.array([[-1.0, 3.0], [0.0, 1.0]])] * 2, axis=-1)
+    fig = plots.plot_maps(maps, symmetric=True)
+    assert fig.axes[0].images[0].get_clim() == (-3.0, 3.0)

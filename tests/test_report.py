@@ -46,3 +46,18 @@ def test_committed_training_benchmark_is_complete_and_meets_its_targets():
 def test_missing_benchmark_names_the_script(tmp_path):
     with pytest.raises(FileNotFoundError, match="benchmarks/nope.py"):
         report.load_benchmark("nope", tmp_path)
+
+
+def test_chapter_2_benchmarks_have_their_tables():
+    throughput = report.load_benchmark("model_throughput")
+    rows = report.throughput_table(throughput)
+    assert [r["model"] for r in rows] == ["seed", "lenet5", "strong"]
+    assert (
+        rows[0]["NumPy naive images/s"] != "—"
+        and rows[2]["NumPy naive images/s"] == "—"
+    )
+    for name, run in throughput["models"].items():
+        assert run["params"] == models.get_model(name).count_params()
+    conv = report.conv_ops_table(report.load_benchmark("conv_ops"))
+    assert [r["pass"] for r in conv] == ["forward", "backward"]
+    assert {"naive ms", "im2col ms", "tf ms"} <= set(conv[0])

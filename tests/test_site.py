@@ -11,6 +11,7 @@ import http.server
 import json
 import os
 import re
+import shutil
 import subprocess
 import sys
 import threading
@@ -67,6 +68,9 @@ def has_math(source: Path) -> bool:
 @pytest.fixture(scope="module")
 def site(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """Build the site once, from the committed outputs: no notebook runs here."""
+    require(
+        shutil.which("dot") is not None, "Graphviz not found: apt-get install graphviz"
+    )
     out = tmp_path_factory.mktemp("site")
     config = yaml.safe_load((ROOT / "_config.yml").read_text())
     config["execute"]["execute_notebooks"] = "off"  # nbval has just executed them
@@ -163,6 +167,14 @@ def test_page(doc: str, context: BrowserContext, base_url: str) -> None:
         n_math = page.locator(".math").count()
         n_typeset = page.locator("mjx-container").count()
         assert n_typeset >= n_math > 0, f"{n_typeset} of {n_math} formulas typeset"
+    n_diagrams = source.read_text().count("{graphviz}")
+    if n_diagrams:  # each drawn as an SVG document with nodes, not shown as source
+        nodes = page.eval_on_selector_all(
+            "object.graphviz",
+            "os => os.map(o => o.contentDocument?.querySelectorAll('g.node').length)",
+        )
+        assert len(nodes) == n_diagrams and all(nodes), f"diagram nodes: {nodes}"
+        assert "digraph" not in text, "a diagram is shown as its source"
     if source.suffix == ".ipynb":
         assert page.locator(".cell_output img").count(), "no figures: outputs missing?"
         colab = page.locator("a[href*='colab.research.google.com']")
