@@ -11,6 +11,11 @@ os.environ.setdefault("MPLBACKEND", "Agg")
 
 REPO = Path(__file__).resolve().parent.parent
 IN_CI = os.environ.get("CI", "").lower() == "true"
+SHARED_DATA = REPO.parent / "shared" / "data"
+if "CNNLEARN_DATA_DIR" not in os.environ and (SHARED_DATA / "mnist").is_dir():
+    # Where CI keeps the originals; set here so the notebook kernels (nbval,
+    # papermill) that pytest starts find them too, as the Makefile does.
+    os.environ["CNNLEARN_DATA_DIR"] = str(SHARED_DATA)
 
 
 def require(condition: bool, reason: str) -> None:
@@ -23,11 +28,9 @@ def require(condition: bool, reason: str) -> None:
 @pytest.fixture(scope="session")
 def data_dir() -> Path:
     """The directory holding ``mnist/`` with the original IDX files."""
-    candidates = [os.environ.get("CNNLEARN_DATA_DIR"), REPO.parent / "shared" / "data"]
-    for candidate in candidates:
-        if candidate and (Path(candidate) / "mnist").is_dir():
-            return Path(candidate)
-    require(False, "real MNIST not found: set CNNLEARN_DATA_DIR")
+    candidate = Path(os.environ.get("CNNLEARN_DATA_DIR", SHARED_DATA))
+    require((candidate / "mnist").is_dir(), "real MNIST not found: CNNLEARN_DATA_DIR")
+    return candidate
 
 
 @pytest.fixture(scope="session")
