@@ -46,6 +46,7 @@ benchmarks: install
 	$(BIN)/python benchmarks/train_mnist.py
 	$(BIN)/python benchmarks/conv_ops.py
 	$(BIN)/python benchmarks/model_throughput.py
+	$(BIN)/python benchmarks/input_pipeline.py
 
 clean:
 	rm -rf _build book/runs runs .pytest_cache

@@ -16,7 +16,8 @@ import cnnlearn._tf  # noqa: F401  (quiet TensorFlow start-up; before Keras)
 import keras
 from keras import layers
 
-__all__ = ["MODELS", "ModelSpec", "get_model", "get_spec", "lenet5", "seed_cnn"]
+__all__ = ["MODELS", "ModelSpec", "get_model", "get_spec", "lenet5", "prepend"]
+__all__ += ["seed_cnn"]
 __all__ += ["strong_cnn"]
 
 InputShape = tuple[int, int, int]
@@ -112,6 +113,18 @@ def strong_cnn(
             layers.Dense(num_classes, activation="softmax"),
         ],
         name="strong_cnn",
+    )
+
+
+def prepend(layer: layers.Layer, model: keras.Model) -> keras.Sequential:
+    """``model`` with ``layer`` in front, e.g. augmentation or standardization.
+
+    The new model shares ``model``'s layers (and weights) and is saved with
+    ``layer`` inside, so preprocessing travels with the model (chapter 3).
+    """
+    return keras.Sequential(
+        [keras.Input(model.input_shape[1:]), layer, *model.layers],
+        name=f"{model.name}_with_{layer.name}",
     )
 
 

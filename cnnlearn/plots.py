@@ -9,6 +9,7 @@ from matplotlib.figure import Figure
 __all__ = [
     "plot_benchmark_curves",
     "plot_confusion_matrix",
+    "plot_histories",
     "plot_history",
     "plot_maps",
     "plot_misclassified",
@@ -181,5 +182,24 @@ def plot_maps(
         ax.imshow(maps[..., i], cmap=cmap, vmin=-m if m else None, vmax=m)
         if titles is not None:
             ax.set_title(titles[i], fontsize=8)
+    fig.tight_layout()
+    return fig
+
+
+def plot_histories(
+    histories: dict[str, dict[str, list[float]]],
+    metrics: tuple[str, ...] = ("val_loss", "val_accuracy"),
+) -> Figure:
+    """Several runs' curves on shared axes, one panel per metric (chapter 3)."""
+    fig, axes = plt.subplots(1, len(metrics), figsize=(5 * len(metrics), 3.5))
+    for ax, metric in zip(np.atleast_1d(axes), metrics):
+        for label, history in histories.items():
+            epochs = np.arange(1, len(history[metric]) + 1)
+            ax.plot(epochs, history[metric], "o-", label=label)
+        ax.set_xlabel("epoch")
+        ax.set_ylabel(metric.replace("_", " "))
+        ax.set_xticks(epochs)
+        ax.grid(alpha=0.3)
+        ax.legend()
     fig.tight_layout()
     return fig

@@ -15,6 +15,7 @@ __all__ = [
     "conv_ops_table",
     "load_benchmark",
     "markdown_table",
+    "pipeline_table",
     "throughput_table",
     "training_table",
 ]
@@ -138,3 +139,26 @@ def conv_ops_table(results: dict, mode: str = "interleaved") -> list[dict]:
         }
         for direction in ("forward", "backward")
     ]
+
+
+def pipeline_table(results: dict) -> list[dict]:
+    """Rows of ``benchmarks/input_pipeline.py``'s result, feeds (a) to (d) (chapter 3).
+
+    Training steps per second of the same model and batch for each feed, its
+    ratio to the in-memory tf.data feed (b), and the pipeline alone, no model.
+    """
+    base = results["train"]["tf_data_memory"]["median_steps_per_second"]
+    rows = []
+    for letter, (feed, run) in zip("abcd", results["train"].items()):
+        alone = results["pipeline_only"].get(feed)
+        rows.append(
+            {
+                "feed": f"({letter}) {run['description']}",
+                "train steps/s": round(run["median_steps_per_second"], 1),
+                "vs (b)": round(run["median_steps_per_second"] / base, 2),
+                "pipeline alone, images/s": "—"
+                if alone is None
+                else f"{alone['median_images_per_second']:,.0f}",
+            }
+        )
+    return rows

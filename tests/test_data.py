@@ -65,7 +65,7 @@ def test_real_mnist_matches_published_sha256(data_dir):
     for stem in STEMS:
         raw = gzip.decompress((data_dir / "mnist" / f"{stem}.gz").read_bytes())
         assert hashlib.sha256(raw).hexdigest() == sums[stem]
-        assert data._SHA256["mnist"][stem] == sums[stem]
+        assert data.load._SHA256["mnist"][stem] == sums[stem]
 
 
 def test_fashion_mnist_from_debian_package():

@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import keras
 import numpy as np
 import pytest
 
@@ -46,3 +47,12 @@ def test_strong_cnn_augments_only_while_training():
 def test_unknown_model_name():
     with pytest.raises(ValueError, match="unknown model 'vgg'.*lenet5"):
         models.get_model("vgg")
+
+
+def test_prepend_shares_weights_and_keeps_the_layer():
+    base = models.get_model("seed", seed=0)
+    layer = keras.layers.Rescaling(2.0, name="double")
+    model = models.prepend(layer, base)
+    assert model.layers[0].name == "double" and model.layers[1] is base.layers[0]
+    x = np.random.default_rng(0).random((2, 28, 28, 1), dtype=np.float32)
+    np.testing.assert_allclose(model(x), base(2 * x), rtol=1e-6)

@@ -77,3 +77,11 @@ def test_maps_symmetric_range_centres_zero():
     maps = np.stack([np.array([[-1.0, 3.0], [0.0, 1.0]])] * 2, axis=-1)
     fig = plots.plot_maps(maps, symmetric=True)
     assert fig.axes[0].images[0].get_clim() == (-3.0, 3.0)
+
+
+def test_histories_one_line_per_run_and_panel_per_metric():
+    runs = {"a": {"val_loss": [1.0, 0.5], "val_accuracy": [0.5, 0.7]}}
+    runs["b"] = {"val_loss": [0.9, 0.4], "val_accuracy": [0.6, 0.8]}
+    axes = plots.plot_histories(runs).axes
+    assert len(axes) == 2 and all(len(ax.lines) == 2 for ax in axes)
+    np.testing.assert_array_equal(axes[1].lines[1].get_ydata(), [0.6, 0.8])

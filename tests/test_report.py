@@ -61,3 +61,9 @@ def test_chapter_2_benchmarks_have_their_tables():
     conv = report.conv_ops_table(report.load_benchmark("conv_ops"))
     assert [r["pass"] for r in conv] == ["forward", "backward"]
     assert {"naive ms", "im2col ms", "tf ms"} <= set(conv[0])
+
+
+def test_pipeline_table_reads_the_four_feeds():
+    rows = report.pipeline_table(report.load_benchmark("input_pipeline"))
+    assert [r["feed"][:3] for r in rows] == ["(a)", "(b)", "(c)", "(d)"]
+    assert rows[1]["vs (b)"] == 1.0 and rows[0]["pipeline alone, images/s"] == "—"

@@ -1,4 +1,4 @@
-"""Loading and preparing the image datasets (chapters 3 and 4).
+"""Loading the image datasets from their original files (chapters 3 and 4).
 
 The loaders read the *original* IDX files (``.gz`` or raw), check them against the
 SHA-256 of the published originals, and fall back to Keras' own download for

@@ -1,0 +1,423 @@
+"""Input pipelines that scale past memory (chapter 3).
+
+Both pipelines yield batches of float32 images ``(B, H, W, C)`` in [0, 1] and
+int64 labels: :func:`make_dataset` from arrays in memory, :func:`tfrecord_dataset`
+streaming the sharded files of :func:`write_tfrecords`. TensorFlow reports a
+damaged TFRecord file without its name (``DataLossError: corrupted record at
+N``), and some truncated ones not at all; :func:`check_shards` names the file.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import struct
+import zlib
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+
+import cnnlearn._tf  # noqa: F401  (quiet TensorFlow start-up; before Keras)
+
+# isort: split
+import keras
+import tensorflow as tf
+from keras import layers
+
+from cnnlearn._io import atomic_path
+from cnnlearn.data import DataError
+
+__all__ = ["AUGMENTATIONS", "augmentation", "check_shards", "count_records"]
+__all__ += ["make_dataset", "tfrecord_dataset", "write_tfrecords"]
+
+AUTOTUNE = tf.data.AUTOTUNE
+AUGMENTATIONS = ("none", "flip", "geometric", "flips")
+_SUFFIXES = {"GZIP": ".gz", "ZLIB": ".zz", "": ""}  # compression -> file suffix
+_WBITS = {"GZIP": 16 + zlib.MAX_WBITS, "ZLIB": zlib.MAX_WBITS}
+Files = str | os.PathLike | Sequence[str | os.PathLike]
+
+
+def augmentation(kind: str = "geometric", seed: int | None = None) -> keras.Sequential:
+    """Random image transformations for training, as a Keras model (chapter 3).
+
+    ``kind`` is ``"none"`` (the identity), ``"flip"`` (horizontal mirroring
+    alone), ``"geometric"`` (rotations up to ±18°, shifts and zooms up to 10 %,
+    new pixels 0) or ``"flips"`` (geometric plus mirroring). Mirroring suits
+    Fashion-MNIST, not digits. Layer ``i`` gets
+    ``seed + i`` (one seed for all would tie the angle to the shift); two models
+    built with the same seed transform a batch identically.
+    """
+    if kind not in AUGMENTATIONS:
+        raise ValueError(
+            f"unknown augmentation {kind!r}: expected one of {AUGMENTATIONS}"
+        )
+    if kind == "none":
+        return keras.Sequential([layers.Identity()], name="no_augmentation")
+
+    def s(i: int) -> int | None:
+        return None if seed is None else seed + i
+
+    if kind == "flip":
+        flip = layers.RandomFlip("horizontal", seed=s(3))
+        return keras.Sequential([flip], name="flip_augmentation")
+    stack = [
+        layers.RandomRotation(0.05, fill_mode="constant", seed=s(0)),
+        layers.RandomTranslation(0.1, 0.1, fill_mode="constant", seed=s(1)),
+        layers.RandomZoom(0.1, fill_mode="constant", seed=s(2)),
+    ]
+    if kind == "flips":
+        stack.append(layers.RandomFlip("horizontal", seed=s(3)))
+    return keras.Sequential(stack, name=f"{kind}_augmentation")
+
+
+def _to_float(images: tf.Tensor, labels: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor]:
+    scale = 255.0 if images.dtype == tf.uint8 else 1.0
+    images = tf.cast(images, tf.float32) / scale
+    if images.shape.rank == 3:
+        images = images[..., tf.newaxis]
+    return images, tf.cast(labels, tf.int64)
+
+
+def _finish(ds, training: bool, augment, seed: int | None, prefetch: bool):
+    """Augment (training only), fix determinism, prefetch."""
+    if training and not (isinstance(augment, str) and augment == "none"):
+        aug = augmentation(augment, seed) if isinstance(augment, str) else augment
+        # Keras' random layers keep their seed state in a variable: parallel
+        # calls would race for it, so a seeded pipeline augments one batch at a
+        # time (each batch's ops still use every core).
+        ds = ds.map(
+            lambda x, y: (aug(x, training=True), y),
+            num_parallel_calls=None if seed is not None else AUTOTUNE,
+        )
+    options = tf.data.Options()
+    options.deterministic = seed is not None or not training
+    ds = ds.with_options(options)
+    return ds.prefetch(AUTOTUNE) if prefetch else ds
+
+
+def make_dataset(
+    x: np.ndarray,
+    y: np.ndarray,
+    batch_size: int = 32,
+    training: bool = False,
+    augment: str | keras.Layer = "none",
+    cache: bool = True,
+    prefetch: bool = True,
+    seed: int | None = None,
+    shuffle_buffer: int | None = None,
+) -> tf.data.Dataset:
+    """A ``tf.data`` pipeline over in-memory arrays (chapter 3).
+
+    cache → shuffle (training) → batch → uint8 to float32 / 255 and a channel
+    axis → augmentation (training) → prefetch. The images stay uint8 in memory:
+    the conversion happens per batch, inside the pipeline.
+
+    Parameters
+    ----------
+    x, y
+        Images, uint8 ``(N, H, W)`` or ``(N, H, W, C)`` or scaled floats; labels.
+    training
+        Shuffle (anew each epoch) and augment; ``False`` keeps the order of ``x``.
+    augment
+        An :data:`AUGMENTATIONS` name for :func:`augmentation`, or a Keras layer.
+    seed
+        Seeds shuffle and augmentation and makes the batches reproducible.
+    shuffle_buffer
+        By default ``len(x)``: a perfect shuffle.
+    """
+    x, y = np.asarray(x), np.asarray(y)
+    if len(x) != len(y):
+        raise ValueError(f"x and y differ in length: {len(x)} and {len(y)}")
+    if x.dtype != np.uint8 and not np.issubdtype(x.dtype, np.floating):
+        raise ValueError(f"expected uint8 or float images, found dtype {x.dtype}")
+    if x.ndim not in (3, 4):
+        raise ValueError(f"expected images (N, H, W) or (N, H, W, C), got {x.shape}")
+    ds = tf.data.Dataset.from_tensor_slices((x, y))
+    if cache:
+        ds = ds.cache()
+    if training:
+        ds = ds.shuffle(
+            shuffle_buffer or len(x), seed=seed, reshuffle_each_iteration=True
+        )
+    ds = ds.batch(batch_size).map(_to_float, num_parallel_calls=AUTOTUNE)
+    return _finish(ds, training, augment, seed, prefetch)
+
+
+def _check_compression(compression: str | None) -> str:
+    compression = (compression or "").upper()
+    if compression not in _SUFFIXES:
+        raise ValueError(f"unknown compression {compression!r}: GZIP, ZLIB or ''")
+    return compression
+
+
+def _example(image: np.ndarray, label: int) -> bytes:
+    """One image as a serialized ``tf.train.Example``."""
+    ints = dict(zip(("height", "width", "channels"), image.shape), label=label)
+    feature = {
+        k: tf.train.Feature(int64_list=tf.train.Int64List(value=[v]))
+        for k, v in ints.items()
+    }
+    raw = tf.train.BytesList(value=[image.tobytes()])
+    feature["image"] = tf.train.Feature(bytes_list=raw)
+    return tf.train.Example(
+        features=tf.train.Features(feature=feature)
+    ).SerializeToString()
+
+
+def write_tfrecords(
+    x: np.ndarray,
+    y: np.ndarray,
+    out_dir: str | os.PathLike,
+    num_shards: int = 4,
+    prefix: str = "train",
+    compression: str | None = "GZIP",
+) -> list[Path]:
+    """Write uint8 images and labels to sharded TFRecord files (chapter 3).
+
+    Each image is a ``tf.train.Example`` with ``image`` (the raw uint8 bytes),
+    ``label``, ``height``, ``width`` and ``channels`` (int64). Shard ``i`` of
+    ``n`` holds examples ``i::n``: strided, so every shard samples the whole
+    set and the sizes differ by one at most. Files are named
+    ``{prefix}-00000-of-00004.tfrecord.gz``. Each shard is written under a
+    hidden temporary name and renamed when complete, replacing any shard of
+    the same name, so a reader never sees half a shard; a failed call can still
+    leave the shards before the failure renewed and the later ones not.
+
+    Returns the shards' paths, in order.
+    """
+    x, y = np.asarray(x), np.asarray(y)
+    if x.dtype != np.uint8:
+        raise ValueError(f"expected uint8 images in [0, 255], found dtype {x.dtype}")
+    if x.ndim == 3:
+        x = x[..., np.newaxis]
+    if x.ndim != 4:
+        raise ValueError(f"expected images (N, H, W) or (N, H, W, C), got {x.shape}")
+    if y.shape != (len(x),) or not np.issubdtype(y.dtype, np.integer):
+        raise ValueError(f"expected {len(x)} integer labels, got {y.dtype} {y.shape}")
+    if not 1 <= num_shards <= len(x):
+        raise ValueError(f"num_shards must be in [1, {len(x)}], got {num_shards}")
+    compression = _check_compression(compression)
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    options = tf.io.TFRecordOptions(compression_type=compression)
+    paths = []
+    for i in range(num_shards):
+        name = f"{prefix}-{i:05d}-of-{num_shards:05d}.tfrecord{_SUFFIXES[compression]}"
+        with (
+            atomic_path(out / name) as tmp,
+            tf.io.TFRecordWriter(str(tmp), options) as writer,
+        ):
+            for image, label in zip(x[i::num_shards], y[i::num_shards]):
+                writer.write(_example(image, int(label)))
+        paths.append(out / name)
+    return paths
+
+
+def _list_files(files: Files) -> list[str]:
+    """Sorted shard names from a glob pattern or a list; hidden files skipped."""
+    if isinstance(files, str | os.PathLike):
+        pattern = os.fspath(files)
+        try:
+            found = tf.io.gfile.glob(pattern)
+        except tf.errors.NotFoundError:
+            found = []
+        found = sorted(f for f in found if not os.path.basename(f).startswith("."))
+        if not found:
+            raise FileNotFoundError(f"no TFRecord files match {pattern!r}")
+        return found
+    found = sorted(os.fspath(f) for f in files)
+    if not found:
+        raise ValueError("no TFRecord files given")
+    for f in found:
+        if not tf.io.gfile.exists(f):
+            raise FileNotFoundError(f"TFRecord shard not found: {f}")
+    return found
+
+
+def _tf_message(exc: tf.errors.OpError) -> str:
+    """The first line of a TF error, without the ``{{function_node ...}}`` noise."""
+    text = re.sub(r"^\{\{.*?\}\}\s*", "", (exc.message or "").strip())
+    text = text.splitlines()[0] if text else type(exc).__name__
+    return re.sub(r"\s*\[Op:.*$", "", text)
+
+
+def _bad(path: str, reason: str) -> DataError:
+    return DataError(f"{path}: corrupt or truncated TFRecord shard: {reason}")
+
+
+def _walk(path: str, compression: str) -> int:
+    """Count records by their length fields, finding the cuts TF misses."""
+    decoder = zlib.decompressobj(_WBITS[compression]) if compression else None
+    buffer, count = b"", 0
+    with tf.io.gfile.GFile(path, "rb") as f:
+        while chunk := f.read(1 << 20):
+            if decoder is not None:
+                try:
+                    chunk = decoder.decompress(chunk)
+                except zlib.error as exc:
+                    raise _bad(path, str(exc)) from None
+            buffer += chunk
+            pos = 0  # each record: uint64 length, uint32 CRC, data, uint32 CRC
+            while len(buffer) - pos >= 12:
+                end = pos + 16 + struct.unpack_from("<Q", buffer, pos)[0]
+                if end > len(buffer):
+                    break
+                pos, count = end, count + 1
+            buffer = buffer[pos:]
+    if decoder is not None and not decoder.eof:
+        raise _bad(path, f"{compression} stream ends after {count} whole records")
+    if buffer:
+        raise _bad(path, f"{len(buffer)} bytes of a cut-off record after {count}")
+    return count
+
+
+def _add_batch(n: tf.Tensor, batch: tf.Tensor) -> tf.Tensor:
+    return n + tf.size(batch, out_type=tf.int64)
+
+
+def _count(path: str, compression: str) -> int:
+    try:
+        batches = tf.data.TFRecordDataset(path, compression).batch(4096)
+        count = int(batches.reduce(np.int64(0), _add_batch))  # checks the CRCs
+    except tf.errors.NotFoundError:
+        raise FileNotFoundError(f"TFRecord shard not found: {path}") from None
+    except tf.errors.OpError as exc:
+        raise _bad(path, _tf_message(exc)) from None
+    _walk(path, compression)
+    return count
+
+
+def count_records(files: Files, compression: str | None = "GZIP") -> int:
+    """Total records in the shards, checked as by :func:`check_shards` (chapter 3)."""
+    compression = _check_compression(compression)
+    return sum(_count(f, compression) for f in _list_files(files))
+
+
+def check_shards(files: Files, compression: str | None = "GZIP") -> None:
+    """Read every shard once; raise ``DataError`` naming a bad one (chapter 3).
+
+    Two passes per file: TensorFlow's reader checks the record CRCs and the
+    compressed data; a walk over the record lengths finds the cuts TF reads as
+    a clean end (inside a record's header, or in the gzip trailer). A GZIP or
+    ZLIB shard ends with a trailer, so any cut shows; an uncompressed one cut
+    exactly between two records is a valid, shorter file. The cost is one read
+    of the data (``benchmarks/results/input_pipeline.json`` has the seconds for
+    MNIST). Raises ``FileNotFoundError`` for a missing file and
+    :class:`~cnnlearn.data.DataError`
+    ``"{path}: corrupt or truncated TFRecord shard: {reason}"`` for a bad one.
+    """
+    count_records(files, compression)
+
+
+def _image_shape(files: list[str], compression: str) -> tuple[int, int, int]:
+    """``(height, width, channels)`` from the first record of the shards."""
+    keys = ("height", "width", "channels")
+    spec = {k: tf.io.FixedLenFeature([], tf.int64) for k in keys}
+    for path in files:
+        try:
+            for record in tf.data.TFRecordDataset(path, compression).take(1):
+                parsed = tf.io.parse_single_example(record, spec)
+                return tuple(int(parsed[k]) for k in keys)
+        except tf.errors.OpError as exc:
+            raise DataError(f"{path}: not an image shard: {_tf_message(exc)}") from None
+    raise DataError(f"no records in {files}")
+
+
+def tfrecord_dataset(
+    pattern_or_paths: Files,
+    batch_size: int = 32,
+    training: bool = False,
+    augment: str | keras.Layer = "none",
+    cycle_length: int | None = None,
+    cache: bool | str = False,
+    prefetch: bool = True,
+    seed: int | None = None,
+    num_workers: int = 1,
+    worker_index: int = 0,
+    compression: str | None = "GZIP",
+    shuffle_buffer: int = 10_000,
+    verify: bool = True,
+) -> tf.data.Dataset:
+    """Stream shards written by :func:`write_tfrecords` (chapter 3).
+
+    files (sorted; this worker's share; shuffled when training) → parallel
+    ``interleave`` of ``TFRecordDataset``, each shard parsed 256 records per
+    ``parse_example`` call into uint8 images → optional cache → shuffle
+    (training) → batch → float32 ``(B, H, W, C)`` in [0, 1], int64 labels →
+    augmentation (training) → prefetch. Memory holds the shuffle buffer and a
+    few batches, never the data set. Parsing 256 records at a time in the
+    interleave's threads costs less CPU than passing single records between
+    threads, which counts when the model needs every core.
+
+    Parameters
+    ----------
+    pattern_or_paths
+        A glob pattern (also ``gs://...``) or a list of files; sorted, and
+        hidden files (the writer's temporaries) skipped.
+    batch_size, training, augment, prefetch, seed
+        As in :func:`make_dataset`. A training pipeline without a seed takes
+        records in whatever order they arrive, which is faster.
+    cycle_length
+        Shards read at once (``None``: one per core).
+    cache
+        ``True`` keeps the decoded uint8 images in memory after the first
+        epoch, a path keeps them on disk; off, since the data may not fit.
+    num_workers, worker_index
+        Distributed training: this worker reads files ``worker_index::num_workers``
+        of the sorted list, so the workers' shares are disjoint and cover all.
+    compression
+        ``"GZIP"`` (the writer's default), ``"ZLIB"`` or ``""``.
+    shuffle_buffer
+        Records in the shuffle buffer (the shard order is shuffled, too).
+    verify
+        :func:`check_shards` this worker's files first: one extra pass over
+        them, but a bad shard fails now and by name, not mid-training as an
+        anonymous ``DataLossError`` (or not at all, if truncated), and the
+        dataset knows its length (Keras shows the steps per epoch and does not
+        warn that the "input ran out of data"). Turn it off for huge data.
+    """
+    compression = _check_compression(compression)
+    files = _list_files(pattern_or_paths)
+    if not 0 <= worker_index < num_workers:
+        raise ValueError(f"worker_index {worker_index} not in [0, {num_workers})")
+    if num_workers > len(files):
+        raise ValueError(
+            f"{num_workers} workers but only {len(files)} files: write at least as "
+            "many shards as workers"
+        )
+    files = files[worker_index::num_workers]
+    records = count_records(files, compression) if verify else None
+    shape = _image_shape(files, compression)
+    spec = {"image": tf.io.FixedLenFeature([], tf.string)}
+    spec["label"] = tf.io.FixedLenFeature([], tf.int64)
+
+    def read(path: tf.Tensor) -> tf.data.Dataset:
+        """One shard as uint8 images: 256 records per ``parse_example`` call."""
+
+        def parse(serialized: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor]:
+            parsed = tf.io.parse_example(serialized, spec)
+            raw = tf.io.decode_raw(parsed["image"], tf.uint8)
+            return tf.reshape(raw, (-1, *shape)), parsed["label"]
+
+        return tf.data.TFRecordDataset(path, compression).batch(256).map(parse)
+
+    ds = tf.data.Dataset.from_tensor_slices(files)
+    if training:
+        ds = ds.shuffle(len(files), seed=seed, reshuffle_each_iteration=True)
+    ds = ds.interleave(
+        read,
+        cycle_length=cycle_length,
+        num_parallel_calls=AUTOTUNE,
+        deterministic=seed is not None or not training,
+    ).unbatch()
+    if cache:
+        ds = ds.cache() if cache is True else ds.cache(os.fspath(cache))
+    if training:
+        ds = ds.shuffle(shuffle_buffer, seed=seed, reshuffle_each_iteration=True)
+    ds = ds.batch(batch_size)
+    if records is not None:  # Keras can then show the steps per epoch
+        steps = -(-records // batch_size)
+        ds = ds.apply(tf.data.experimental.assert_cardinality(steps))
+    ds = ds.map(_to_float, num_parallel_calls=AUTOTUNE)
+    return _finish(ds, training, augment, seed, prefetch)
