@@ -25,6 +25,7 @@ import keras
 import tensorflow as tf
 from keras import layers
 
+from cnnlearn import data
 from cnnlearn._io import atomic_path
 from cnnlearn.data import DataError
 
@@ -186,13 +187,7 @@ def write_tfrecords(
 
     Returns the shards' paths, in order.
     """
-    x, y = np.asarray(x), np.asarray(y)
-    if x.dtype != np.uint8:
-        raise ValueError(f"expected uint8 images in [0, 255], found dtype {x.dtype}")
-    if x.ndim == 3:
-        x = x[..., np.newaxis]
-    if x.ndim != 4:
-        raise ValueError(f"expected images (N, H, W) or (N, H, W, C), got {x.shape}")
+    x, y = data.check_images(x), np.asarray(y)
     if y.shape != (len(x),) or not np.issubdtype(y.dtype, np.integer):
         raise ValueError(f"expected {len(x)} integer labels, got {y.dtype} {y.shape}")
     if not 1 <= num_shards <= len(x):

@@ -21,6 +21,7 @@ __all__ = [
     "DATASETS",
     "DEBIAN_FASHION_MNIST_DIR",
     "DataError",
+    "check_images",
     "find_dataset_dir",
     "load_dataset",
     "load_idx",
@@ -318,6 +319,14 @@ def preprocess_images(x: np.ndarray) -> np.ndarray:
     ``(N, 28, 28)`` uint8 becomes ``(N, 28, 28, 1)`` float32. Images that already
     have a channel axis keep it. Used in chapter 4.
     """
+    return check_images(x).astype(np.float32) / np.float32(255.0)
+
+
+def check_images(x: np.ndarray) -> np.ndarray:
+    """Return uint8 images as ``(N, H, W, C)``, adding a missing channel axis.
+
+    Raises ``ValueError`` for another dtype or number of dimensions.
+    """
     x = np.asarray(x)
     if x.dtype != np.uint8:
         raise ValueError(f"expected uint8 images in [0, 255], found dtype {x.dtype}")
@@ -325,7 +334,7 @@ def preprocess_images(x: np.ndarray) -> np.ndarray:
         x = x[..., np.newaxis]
     if x.ndim != 4:
         raise ValueError(f"expected images (N, H, W) or (N, H, W, C), got {x.shape}")
-    return x.astype(np.float32) / np.float32(255.0)
+    return x
 
 
 def take_fraction(
