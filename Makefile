@@ -47,6 +47,12 @@ benchmarks: install
 	$(BIN)/python benchmarks/conv_ops.py
 	$(BIN)/python benchmarks/model_throughput.py
 	$(BIN)/python benchmarks/input_pipeline.py
+	$(BIN)/python benchmarks/train_speed.py
+	$(BIN)/python benchmarks/distributed.py
+	$(BIN)/python benchmarks/compression.py
+	$(BIN)/python benchmarks/tuning.py
+	$(BIN)/python benchmarks/serving.py
+	$(BIN)/python benchmarks/applications.py
 
 clean:
 	rm -rf _build book/runs runs .pytest_cache

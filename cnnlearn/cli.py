@@ -54,18 +54,194 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--tensorboard", action="store_true")
     train.add_argument("--early-stopping", type=_positive, metavar="PATIENCE")
     train.add_argument("--output", required=True, help="run directory")
+    train.add_argument(
+        "--strategy",
+        default="auto",
+        choices=["auto", "mirrored", "multi_worker", "tpu"],
+        help="tf.distribute strategy (chapter 5); auto: Model.fit, or "
+        "multi_worker when TF_CONFIG describes a cluster",
+    )
+    train.add_argument(
+        "--precision",
+        choices=["float32", "mixed_bfloat16", "mixed_float16"],
+        help="default: the training plan's choice for this machine (chapter 5); "
+        "float32 for distributed runs",
+    )
+    train.add_argument(
+        "--steps-per-execution", type=_positive, help="default: the plan's"
+    )
+    train.add_argument(
+        "--jit-compile",
+        choices=["on", "off"],
+        help="XLA; default: the plan's (on for GPU/TPU, off on CPU)",
+    )
+    train.add_argument(
+        "--steps-per-epoch", type=_positive, help="cut epochs (distributed runs)"
+    )
+    train.add_argument(
+        "--checkpoint-every",
+        type=_positive,
+        metavar="STEPS",
+        help="distributed runs also checkpoint every STEPS steps",
+    )
+
+    launch = verbs.add_parser(
+        "launch", help="run a command as N local workers with TF_CONFIG"
+    )
+    launch.add_argument("--workers", type=_positive, default=2)
+    launch.add_argument("--timeout", type=float, default=600.0, help="seconds")
+    launch.add_argument("--output", help="for launch.json; default: the command's")
+    launch.add_argument("command", nargs=argparse.REMAINDER, help="-- train ...")
+
+    book = verbs.add_parser("book", help="execute chapters with papermill")
+    book_verbs = book.add_subparsers(dest="book_verb", required=True)
+    book_run = book_verbs.add_parser("run", help="run chapters, write summary.json")
+    book_run.add_argument("chapters", nargs="*", help="e.g. 04 or 04_mnist_training")
+    book_run.add_argument("--device", default="auto", help="auto, cpu, gpu or tpu")
+    book_run.add_argument("--precision", help="injected where a chapter has it")
+    book_run.add_argument("--param", action="append", default=[], metavar="NAME=VALUE")
+    book_run.add_argument("--output-dir", "--output", dest="output", required=True)
+    book_run.add_argument("--timeout", type=float, default=1800.0, help="per cell")
+
+    tune = verbs.add_parser("tune", help="search hyperparameters (KerasTuner)")
+    tune.add_argument(
+        "--algorithm", default="hyperband", choices=["hyperband", "random", "bayesian"]
+    )
+    tune.add_argument("--max-trials", type=_positive, default=10, help="random/bayes")
+    tune.add_argument("--max-epochs", type=_positive, default=3)
+    tune.add_argument("--epoch-budget", type=_positive, help="random/bayes: epochs")
+    tune.add_argument("--data-fraction", type=_fraction, default=0.2)
+    tune.add_argument("--executions-per-trial", type=_positive, default=1)
+    tune.add_argument("--param-budget", type=_positive, help="most parameters")
+    tune.add_argument(
+        "--budget-policy", default="reject", choices=["reject", "penalize"]
+    )
+    tune.add_argument("--batch-size", type=_positive, default=128)
+    tune.add_argument("--final-epochs", type=_positive, default=10)
+    tune.add_argument("--no-retrain", action="store_true", help="search only")
+    tune.add_argument("--dataset", default="mnist")
+    tune.add_argument("--data-dir")
+    tune.add_argument("--seed", type=int, default=0)
+    tune.add_argument("--device", default="auto", help="auto, cpu or gpu")
+    tune.add_argument("--output", required=True, help="search directory (resumes)")
 
     evaluate = verbs.add_parser("evaluate", help="evaluate a saved .keras model")
     evaluate.add_argument("--model", required=True, help="path to model.keras")
     evaluate.add_argument("--dataset", default="mnist")
     evaluate.add_argument("--data-dir")
     evaluate.add_argument("--output", help="default: the model's directory")
+    _add_compress_verb(verbs)
+    _add_deploy_verbs(verbs)
     return parser
 
 
-def _train(args) -> str:
-    from cnnlearn import train
+def _add_deploy_verbs(verbs) -> None:
+    """``serve`` and ``deploy`` (chapter 8)."""
+    serve = verbs.add_parser("serve", help="serve models over TF Serving's REST API")
+    serve.add_argument("--model-base-path", help="the model's versions 1/, 2/, ...")
+    serve.add_argument("--model-name", default="mnist")
+    serve.add_argument("--model", action="append", default=[], metavar="NAME=DIR")
+    serve.add_argument("--backend", choices=["savedmodel", "tflite"])
+    serve.add_argument("--host", default="127.0.0.1")
+    serve.add_argument("--port", type=int, default=8501, help="0: a free port")
+    serve.add_argument("--pin-version", type=_positive, help="serve only this one")
+    serve.add_argument("--poll-seconds", type=float, default=1.0)
+    serve.add_argument("--max-batch", type=_positive, default=1024)
+    serve.add_argument("--max-body-bytes", type=_positive, default=32 * 1024 * 1024)
+    serve.add_argument("--output", help="writes server.json (url, pid) when ready")
 
+    deploy = verbs.add_parser("deploy", help="evaluate, gate and publish a version")
+    deploy.add_argument("--base-path", required=True, help="versions go to NAME/N/")
+    deploy.add_argument("--model-name", default="mnist")
+    deploy.add_argument("--model", help=".keras file; default: train --train-model")
+    deploy.add_argument("--train-model", default="seed")
+    deploy.add_argument("--epochs", type=_positive, default=1)
+    deploy.add_argument("--dataset", default="mnist")
+    deploy.add_argument("--data-dir")
+    deploy.add_argument("--data-fraction", type=_fraction, default=1.0)
+    deploy.add_argument("--seed", type=int, default=0)
+    deploy.add_argument("--min-accuracy", type=float, default=0.97)
+    deploy.add_argument("--max-size-mb", type=float, default=5.0)
+    deploy.add_argument("--compress", choices=["dynamic", "float16", "int8"])
+    deploy.add_argument("--serve", action="store_true", help="then serve it")
+    deploy.add_argument("--backend", choices=["savedmodel", "tflite"])
+    deploy.add_argument("--port", type=int, default=8501)
+    deploy.add_argument("--output", required=True, help="deploy_report.json")
+
+
+def _serve(args) -> str:
+    from pathlib import Path
+
+    from cnnlearn.deploy import server
+
+    models = dict(m.split("=", 1) for m in args.model if "=" in m)
+    if len(models) != len(args.model):
+        raise ValueError(f"--model expects NAME=DIR, got {args.model}")
+    if args.model_base_path:
+        models[args.model_name] = args.model_base_path
+    if not models:
+        raise ValueError("nothing to serve: give --model-base-path or --model")
+    pinned = {args.model_name: args.pin_version} if args.pin_version else None
+    ready = None
+    if args.output is not None:
+        Path(args.output).mkdir(parents=True, exist_ok=True)
+        ready = Path(args.output) / "server.json"
+    server.serve(
+        models,
+        args.backend or "savedmodel",
+        host=args.host,
+        port=args.port,
+        ready_file=ready,
+        pinned=pinned,
+        poll_seconds=args.poll_seconds,
+        max_batch=args.max_batch,
+        max_body_bytes=args.max_body_bytes,
+    )
+    return "server stopped"
+
+
+def _deploy(args) -> str:
+    from cnnlearn.deploy import pipeline, server
+
+    report = pipeline.deploy(
+        args.model,
+        base_path=args.base_path,
+        model_name=args.model_name,
+        output_dir=args.output,
+        dataset=args.dataset,
+        data_dir=args.data_dir,
+        data_fraction=args.data_fraction,
+        train_model=args.train_model,
+        epochs=args.epochs,
+        seed=args.seed,
+        min_accuracy=args.min_accuracy,
+        max_size_mb=args.max_size_mb,
+        compression=args.compress,
+    )
+    summary = (
+        f"published {args.model_name} version {report['version']} "
+        f"test_accuracy={report['tflite_test_accuracy']:.4f} → "
+        f"{args.output}/deploy_report.json"
+    )
+    if args.serve:
+        print(summary, file=sys.stderr)
+        server.serve(
+            {args.model_name: report["model_dir"]},
+            args.backend or "savedmodel",
+            port=args.port,
+            ready_file=f"{args.output}/server.json",
+        )
+    return summary
+
+
+def _train(args) -> str:
+    from cnnlearn import distribute, train
+
+    if args.strategy != "auto" or len(distribute.task_info().get("cluster", {})):
+        return _train_distributed(args)
+    jit = {"on": True, "off": False, None: None}[args.jit_compile]
+    overrides = {"precision": args.precision, "jit_compile": jit}
+    overrides["steps_per_execution"] = args.steps_per_execution
     metrics = train.run(
         args.model,
         args.dataset,
@@ -81,11 +257,105 @@ def _train(args) -> str:
         tensorboard=args.tensorboard,
         early_stopping_patience=args.early_stopping,
         verbose=1,
+        plan={k: v for k, v in overrides.items() if v is not None},
     )
     return (
         f"test_accuracy={metrics['test_accuracy']:.4f} "
         f"test_loss={metrics['test_loss']:.4f} epochs={metrics['epochs']} "
         f"train_seconds={metrics['train_seconds']:.1f} → {args.output}/metrics.json"
+    )
+
+
+def _train_distributed(args) -> str:
+    from cnnlearn import distribute
+
+    strategy = "multi_worker" if args.strategy == "auto" else args.strategy
+    metrics = distribute.run(
+        args.model,
+        args.dataset,
+        output_dir=args.output,
+        strategy=strategy,
+        device=args.device,
+        precision=args.precision or "float32",
+        epochs=args.epochs,
+        batch_size=args.batch_size,
+        data_dir=args.data_dir,
+        data_fraction=args.data_fraction,
+        seed=args.seed,
+        validation_split=args.validation_split,
+        steps_per_epoch=args.steps_per_epoch,
+        checkpoint_every=args.checkpoint_every,
+    )
+    return (
+        f"test_accuracy={metrics['test_accuracy']:.4f} "
+        f"strategy={metrics['strategy']} replicas={metrics['replicas']} "
+        f"steps={metrics['initial_step']}->{metrics['final_step']} → {args.output}"
+    )
+
+
+def _launch(args) -> str:
+    from cnnlearn import launch
+
+    command = args.command[1:] if args.command[:1] == ["--"] else args.command
+    output = args.output
+    if output is None and "--output" in command[:-1]:
+        output = command[command.index("--output") + 1]
+    if output is None:
+        raise ValueError("launch needs --output, or a command with --output")
+    result = launch.launch(
+        command, args.workers, timeout=args.timeout, output_dir=output
+    )
+    if not result.ok:
+        raise ValueError(f"{result.failed} (see {output}/launch.json)")
+    return f"{result.workers} workers ok in {result.seconds:.1f} s → {output}"
+
+
+def _book(args) -> str:
+    from cnnlearn import runner
+
+    summary = runner.run_book(
+        args.chapters,
+        output_dir=args.output,
+        device=args.device,
+        precision=args.precision,
+        params=runner.parse_params(args.param),
+        timeout=args.timeout,
+    )
+    failed = [r["chapter"] for r in summary["chapters"] if not r["ok"]]
+    if failed:
+        raise ValueError(
+            f"chapters failed: {', '.join(failed)} (see {args.output}/summary.json)"
+        )
+    n = len(summary["chapters"])
+    return f"{n} chapters ok → {args.output}/summary.json"
+
+
+def _tune(args) -> str:
+    from cnnlearn import tune
+
+    result = tune.run_search(
+        args.algorithm,
+        directory=args.output,
+        max_trials=args.max_trials,
+        max_epochs=args.max_epochs,
+        epoch_budget=args.epoch_budget,
+        data_fraction=args.data_fraction,
+        executions_per_trial=args.executions_per_trial,
+        seed=args.seed,
+        param_budget=args.param_budget,
+        budget_policy=args.budget_policy,
+        batch_size=args.batch_size,
+        final_epochs=args.final_epochs,
+        retrain_best=not args.no_retrain,
+        dataset=args.dataset,
+        data_dir=args.data_dir,
+        device=args.device,
+    )
+    best, final = result.report["best"], result.report["final"]
+    test = f" test_accuracy={final['test_accuracy']:.4f}" if final else ""
+    return (
+        f"trials={len(result.trials)} best_val_accuracy={best['val_accuracy']:.4f} "
+        f"params={best['params']}{test} → {args.output}/best_hparams.json"
     )
 
 
@@ -96,11 +366,64 @@ def _evaluate(args) -> str:
     return f"test_accuracy={report['accuracy']:.4f} test_loss={report['loss']:.4f}"
 
 
+def _sparsity(text: str) -> float:
+    value = float(text)
+    if not 0.0 <= value < 1.0:
+        raise argparse.ArgumentTypeError(f"must be in [0, 1), got {text}")
+    return value
+
+
+def _add_compress_verb(verbs) -> None:
+    """``compress`` (chapter 6)."""
+    compress = verbs.add_parser("compress", help="prune, quantize, fuse or distill")
+    compress.add_argument("--model", required=True, help="path to model.keras")
+    compress.add_argument(
+        "--method",
+        required=True,
+        choices=["prune", "dynamic", "int8", "float16", "fuse", "distill"],
+    )
+    compress.add_argument("--sparsity", type=_sparsity, default=0.8, help="prune")
+    compress.add_argument("--epochs", type=_positive, default=2, help="prune, distill")
+    compress.add_argument("--teacher", help="distill: the teacher's model.keras")
+    compress.add_argument("--dataset", default="mnist")
+    compress.add_argument("--data-dir")
+    compress.add_argument("--data-fraction", type=_fraction, default=1.0)
+    compress.add_argument("--seed", type=int, default=0)
+    compress.add_argument("--output", required=True, help="output directory")
+
+
+def _compress(args) -> str:
+    from cnnlearn.compress.apply import compress_saved
+
+    report = compress_saved(
+        args.model,
+        args.method,
+        args.output,
+        sparsity=args.sparsity,
+        epochs=args.epochs,
+        teacher_path=args.teacher,
+        dataset=args.dataset,
+        data_dir=args.data_dir,
+        data_fraction=args.data_fraction,
+        seed=args.seed,
+    )
+    result = report["compressed"]
+    return (
+        f"accuracy={result['accuracy']:.4f} gzip_bytes={result['gzip_bytes']} "
+        f"({report['gzip_ratio']:.2f}x smaller) → {args.output}/report.json"
+    )
+
+
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    import cnnlearn._tf  # noqa: F401  (after parsing: --help stays instant)
+    if args.verb != "serve":  # the LiteRT server runs without TensorFlow
+        import cnnlearn._tf  # noqa: F401  (after parsing: --help stays instant)
 
-    verb = {"train": _train, "evaluate": _evaluate}[args.verb]
+    verb = {"train": _train, "evaluate": _evaluate, "launch": _launch, "book": _book}
+    verb["tune"] = _tune
+    verb["compress"] = _compress
+    verb.update(serve=_serve, deploy=_deploy)
+    verb = verb[args.verb]
     try:
         with contextlib.redirect_stdout(sys.stderr):  # Keras progress → stderr
             summary = verb(args)

@@ -19,6 +19,7 @@ from keras import layers
 __all__ = ["MODELS", "ModelSpec", "get_model", "get_spec", "lenet5", "prepend"]
 __all__ += ["seed_cnn"]
 __all__ += ["strong_cnn"]
+__all__ += ["caser", "face_cnn", "kim_text_cnn"]
 
 InputShape = tuple[int, int, int]
 
@@ -114,6 +115,141 @@ def strong_cnn(
         ],
         name="strong_cnn",
     )
+
+
+def _conv_bn_relu_fast(filters: int) -> list[layers.Layer]:
+    # Batch-norm statistics that settle within a few hundred steps (small data).
+    return [
+        layers.Conv2D(filters, 3, padding="same", use_bias=False),
+        layers.BatchNormalization(momentum=0.9),
+        layers.ReLU(),
+    ]
+
+
+def face_cnn(
+    input_shape: InputShape = (112, 92, 1),
+    num_classes: int = 40,
+    embedding_dim: int = 64,
+    augment: bool = True,
+):
+    """A small CNN that identifies the 40 AT&T subjects (chapter 9).
+
+    Augmentation (small shifts, rotations, zooms, horizontal flips; training
+    only), 2×2 average pooling to 56×46 (cheap, and enough detail for 40
+    people), four 3×3 convolutions with batch norm and ReLU (32, 64, 128, 128
+    filters; max pooling after the first three; batch-norm momentum 0.9, as
+    there are only 18 steps per epoch), global average pooling, then a
+    64-d layer named ``"embedding"`` and the softmax over subjects. The
+    embedding is what the verification view compares (distances between faces).
+    """
+    augmentation = (
+        [
+            layers.RandomFlip("horizontal"),
+            layers.RandomTranslation(0.05, 0.05, fill_mode="nearest"),
+            layers.RandomRotation(0.03, fill_mode="nearest"),
+            layers.RandomZoom(0.08, fill_mode="nearest"),
+        ]
+        if augment
+        else []
+    )
+    return keras.Sequential(
+        [
+            keras.Input(input_shape),
+            *augmentation,
+            layers.AveragePooling2D(2, name="downsample"),
+            *_conv_bn_relu_fast(32),
+            layers.MaxPooling2D(2),
+            *_conv_bn_relu_fast(64),
+            layers.MaxPooling2D(2),
+            *_conv_bn_relu_fast(128),
+            layers.MaxPooling2D(2),
+            *_conv_bn_relu_fast(128),
+            layers.GlobalAveragePooling2D(),
+            layers.Dropout(0.3),
+            layers.Dense(embedding_dim, name="embedding"),
+            layers.ReLU(),
+            layers.Dense(num_classes, activation="softmax"),
+        ],
+        name="face_cnn",
+    )
+
+
+def kim_text_cnn(
+    vocab_size: int,
+    sequence_length: int,
+    num_classes: int = 2,
+    embedding_dim: int = 64,
+    widths: tuple[int, ...] = (3, 4, 5),
+    filters: int = 64,
+    dropout: float = 0.5,
+):
+    """Kim (2014)'s sentence CNN on token ids (chapter 9).
+
+    Embedding → one Conv1D per width in ``widths`` (``filters`` each, ReLU), run
+    in parallel over the same embedded sentence → global max pooling over time
+    (the strongest n-gram detector response wherever it occurs) → concatenate →
+    dropout → softmax. Input: ``(batch, sequence_length)`` int ids from a
+    ``TextVectorization`` layer (0 = padding, 1 = out of vocabulary). The
+    original uses pre-trained word2vec vectors; here the embedding is learned.
+    """
+    tokens = keras.Input((sequence_length,), dtype="int64", name="tokens")
+    embedded = layers.Embedding(vocab_size, embedding_dim, name="embedding")(tokens)
+    pooled = [
+        layers.GlobalMaxPooling1D(name=f"max_over_time_{w}")(
+            layers.Conv1D(filters, w, activation="relu", name=f"conv_{w}")(embedded)
+        )
+        for w in widths
+    ]
+    features = layers.Concatenate()(pooled) if len(pooled) > 1 else pooled[0]
+    features = layers.Dropout(dropout)(features)
+    outputs = layers.Dense(num_classes, activation="softmax")(features)
+    return keras.Model(tokens, outputs, name="kim_text_cnn")
+
+
+def caser(
+    n_users: int,
+    n_items: int,
+    window: int = 5,
+    dim: int = 50,
+    n_horizontal: int = 16,
+    n_vertical: int = 4,
+    dropout: float = 0.5,
+):
+    """Caser (Tang and Wang, 2018): convolutions over the last ``window`` items.
+
+    The ``window`` most recent items are embedded into an ``window × dim``
+    "image". *Horizontal* filters of heights 1..``window`` span the full
+    embedding width and are max-pooled over time: they detect union-level and
+    skip patterns of several items. *Vertical* filters of shape ``window × 1``
+    take weighted sums of the item embeddings (point-level patterns). Both go
+    through a fully connected layer, are concatenated with the user's embedding
+    (long-term taste) and scored against every item. Inputs ``users`` (ids
+    ``0..n_users-1``) and ``items`` (``window`` ids, 0 = padding); output: a
+    softmax over ids ``0..n_items`` (0 is never a target). The paper trains with
+    sampled negatives and a sigmoid loss; with a few hundred items a full
+    softmax is simpler and exact.
+    """
+    users = keras.Input((), dtype="int64", name="users")
+    items = keras.Input((window,), dtype="int64", name="items")
+    embedded = layers.Embedding(n_items + 1, dim, name="item_embedding")(items)
+    horizontal = [
+        layers.GlobalMaxPooling1D()(
+            layers.Conv1D(n_horizontal, h, activation="relu", name=f"horizontal_{h}")(
+                embedded
+            )
+        )
+        for h in range(1, window + 1)
+    ]
+    image = layers.Reshape((window, dim, 1))(embedded)
+    vertical = layers.Conv2D(n_vertical, (window, 1), name="vertical")(image)
+    features = layers.Concatenate()([*horizontal, layers.Flatten()(vertical)])
+    features = layers.Dropout(dropout)(features)
+    z = layers.Dense(dim, activation="relu", name="sequence_features")(features)
+    user = layers.Embedding(n_users, dim, name="user_embedding")(users)
+    scores = layers.Dense(n_items + 1, activation="softmax", name="scores")(
+        layers.Concatenate()([z, user])
+    )
+    return keras.Model({"users": users, "items": items}, scores, name="caser")
 
 
 def prepend(layer: layers.Layer, model: keras.Model) -> keras.Sequential:

@@ -119,11 +119,14 @@ def make_dataset(
     x, y
         Images, uint8 ``(N, H, W)`` or ``(N, H, W, C)`` or scaled floats; labels.
     training
-        Shuffle (anew each epoch) and augment; ``False`` keeps the order of ``x``.
+        Shuffle (anew each epoch) and augment; ``False`` keeps the order of ``x``
+        and never augments, whatever ``augment`` says.
     augment
         An :data:`AUGMENTATIONS` name for :func:`augmentation`, or a Keras layer.
     seed
-        Seeds shuffle and augmentation and makes the batches reproducible.
+        Seeds shuffle and augmentation and makes the batches reproducible. A
+        seeded pipeline augments one batch at a time (Keras' random layers keep
+        their state in a variable that parallel calls would race for).
     shuffle_buffer
         By default ``len(x)``: a perfect shuffle.
     """
@@ -319,6 +322,24 @@ def _image_shape(files: list[str], compression: str) -> tuple[int, int, int]:
     raise DataError(f"no records in {files}")
 
 
+def _shuffle_windows(windows: tf.data.Dataset, seed: int | None) -> tf.data.Dataset:
+    """Permute the images inside each window, with new random keys each epoch.
+
+    One ``stateless_shuffle`` per window of thousands of images replaces the
+    per-image work of ``unbatch → shuffle → batch``.
+    """
+    keys = tf.data.Dataset.random(seed=seed, rerandomize_each_iteration=True)
+
+    def permute(window, key):
+        images, labels = window
+        order = tf.random.experimental.stateless_shuffle(
+            tf.range(tf.shape(labels)[0]), seed=tf.stack([key, 0])
+        )
+        return tf.gather(images, order), tf.gather(labels, order)
+
+    return tf.data.Dataset.zip(windows, keys).map(permute)
+
+
 def tfrecord_dataset(
     pattern_or_paths: Files,
     batch_size: int = 32,
@@ -338,12 +359,14 @@ def tfrecord_dataset(
 
     files (sorted; this worker's share; shuffled when training) → parallel
     ``interleave`` of ``TFRecordDataset``, each shard parsed 256 records per
-    ``parse_example`` call into uint8 images → optional cache → shuffle
-    (training) → batch → float32 ``(B, H, W, C)`` in [0, 1], int64 labels →
-    augmentation (training) → prefetch. Memory holds the shuffle buffer and a
-    few batches, never the data set. Parsing 256 records at a time in the
-    interleave's threads costs less CPU than passing single records between
-    threads, which counts when the model needs every core.
+    ``parse_example`` call into blocks of uint8 images → optional cache →
+    shuffle (training: windows of ``shuffle_buffer`` images, each permuted by
+    one op) → ``rebatch`` → float32 ``(B, H, W, C)`` in [0, 1], int64 labels →
+    augmentation (training) → prefetch. Memory holds one window and a few
+    batches, never the data set. No step handles single images: on a 2-core
+    machine the pipeline competes with the model for the same cores, and
+    per-image work in ``unbatch → shuffle → batch`` would cost about as much
+    CPU again as decompressing and parsing (``benchmarks/input_pipeline.py``).
 
     Parameters
     ----------
@@ -364,7 +387,10 @@ def tfrecord_dataset(
     compression
         ``"GZIP"`` (the writer's default), ``"ZLIB"`` or ``""``.
     shuffle_buffer
-        Records in the shuffle buffer (the shard order is shuffled, too).
+        Images per shuffle window. A window holds consecutive blocks of the
+        interleaved shards, whose order is shuffled too; its images are
+        permuted anew each epoch (seeded by ``seed``). Like a shuffle buffer of
+        that size, it mixes nearby records, not the whole data set.
     verify
         :func:`check_shards` this worker's files first: one extra pass over
         them, but a bad shard fails now and by name, not mid-training as an
@@ -405,12 +431,12 @@ def tfrecord_dataset(
         cycle_length=cycle_length,
         num_parallel_calls=AUTOTUNE,
         deterministic=seed is not None or not training,
-    ).unbatch()
+    )
     if cache:
         ds = ds.cache() if cache is True else ds.cache(os.fspath(cache))
     if training:
-        ds = ds.shuffle(shuffle_buffer, seed=seed, reshuffle_each_iteration=True)
-    ds = ds.batch(batch_size)
+        ds = _shuffle_windows(ds.rebatch(shuffle_buffer), seed)
+    ds = ds.rebatch(batch_size)
     if records is not None:  # Keras can then show the steps per epoch
         steps = -(-records // batch_size)
         ds = ds.apply(tf.data.experimental.assert_cardinality(steps))

@@ -11,14 +11,17 @@ from pathlib import Path
 
 __all__ = [
     "RESULTS_URL",
+    "ablation_table",
     "accuracy_row",
     "conv_ops_table",
     "load_benchmark",
     "markdown_table",
     "pipeline_table",
+    "speed_table",
     "throughput_table",
     "training_table",
 ]
+__all__ += ["applications_table", "chapter_summary", "SUMMARY_TOPICS"]
 
 RESULTS_DIR = Path(__file__).resolve().parent.parent / "benchmarks" / "results"
 RESULTS_URL = (
@@ -159,6 +162,298 @@ def pipeline_table(results: dict) -> list[dict]:
                 "pipeline alone, images/s": "—"
                 if alone is None
                 else f"{alone['median_images_per_second']:,.0f}",
+            }
+        )
+    return rows
+
+
+def speed_table(results: dict) -> list[dict]:
+    """Plain ``fit(numpy)`` against the default plan (``train_speed.json``, ch. 5)."""
+    rows = []
+    for name, run in results["models"].items():
+        plain, default = run["plain"], run["default"]
+        params, batch = run["params"], run["batch_size"]
+        rows.append(
+            {
+                "model": f"{name} ({params:,} params, batch {batch})",
+                "plain s/epoch": round(plain["median_seconds_per_epoch"], 2),
+                "default s/epoch": round(default["median_seconds_per_epoch"], 2),
+                "speedup": f"{run['speedup']:.2f}×",
+                "plain accuracy": f"{plain['mean_test_accuracy']:.2%}",
+                "default accuracy": f"{default['mean_test_accuracy']:.2%}",
+                "seeds × epochs": f"{len(run['seeds'])} × {run['epochs']}",
+            }
+        )
+    return rows
+
+
+def ablation_table(results: dict) -> list[dict]:
+    """Each choice of the default plan alone, seed CNN (``train_speed.json``)."""
+    return [
+        {
+            "configuration": label,
+            "s/epoch": round(row["median_seconds"], 2),
+            "speedup": f"{row['speedup']:.2f}×",
+            "test accuracy": f"{row['test_accuracy']:.2%}",
+        }
+        for label, row in results["ablation"].items()
+    ]
+
+
+def applications_table(results: dict) -> list[dict]:
+    """The targets of chapter 9 against ``benchmarks/applications.py``'s result.
+
+    One row per application that the result file holds (a part that was not
+    run yet is left out); ``met`` says whether the measured value reaches the
+    target.
+    """
+    rows = []
+
+    def add(application, data, model, metric, target, value, threshold, fmt):
+        rows.append(
+            {
+                "application": application,
+                "data": data,
+                "model": model,
+                "metric": metric,
+                "target": target,
+                "measured": value if isinstance(value, str) else format(value, fmt),
+                "met": "—"
+                if threshold is None
+                else ("yes" if value >= threshold else "no"),
+            }
+        )
+
+    if "fashion" in results:
+        runs = results["fashion"]["runs"]
+        for name, label, threshold in (
+            ("seed_cnn", "the article's CNN", None),
+            ("bn_cnn", "BN CNN", 0.91),
+        ):
+            if name in runs:
+                run = runs[name]
+                add(
+                    "products",
+                    "Fashion-MNIST, 10,000 test images",
+                    f"{label}, {run['params']:,} params, {run['epochs']} epochs",
+                    "test accuracy",
+                    "≥ 91 %" if threshold else "—",
+                    run["test_accuracy"],
+                    threshold,
+                    ".2%",
+                )
+    if "faces" in results:
+        faces = results["faces"]
+        n = len(faces["runs"])
+        add(
+            "face identification",
+            "AT&T faces, 3 held-out images × 40 people",
+            f"face CNN, {faces['params']:,} params, {faces['epochs']} epochs",
+            f"accuracy, mean (min) of {n} splits",
+            "≥ 95 %",
+            faces["mean_test_accuracy"],
+            0.95,
+            ".2%",
+        )
+        rows[-1]["measured"] += f" ({faces['min_test_accuracy']:.2%})"
+        add(
+            "face verification",
+            "pairs of held-out images",
+            "cosine similarity of the embeddings",
+            f"ROC AUC, mean of {n} splits",
+            "—",
+            faces["mean_verification_auc"],
+            None,
+            ".4f",
+        )
+    if "text" in results:
+        t = results["text"]
+        n = len(t["runs"])
+        add(
+            "SMS spam",
+            f"{t['distinct']:,} distinct messages, stratified 80/20",
+            f"Kim CNN, {t['params']:,} params, {t['epochs']} epochs",
+            f"spam F1, mean (min) of {n} splits",
+            "≥ 0.90",
+            t["mean_f1"],
+            0.90,
+            ".3f",
+        )
+        rows[-1]["measured"] += f" ({t['min_f1']:.3f})"
+    if "recommend" in results:
+        for source, r in results["recommend"].items():
+            if not isinstance(r, dict) or "methods" not in r:
+                continue
+            m = r["methods"]
+            ratio = r["caser_over_popularity_hr"]
+            add(
+                "next item",
+                f"{r['source']}: {r['users']:,} users, {r['items']:,} items",
+                f"Caser, {r['params']:,} params, {r['epochs']} epochs",
+                "HR@10 (popularity, ratio)",
+                "≥ 2× popularity" if source == "simulator" else "—",
+                f"{m['caser']['hr@10']:.3f} ({m['popularity']['hr@10']:.3f}, "
+                f"{ratio:.1f}×)",
+                None,
+                "",
+            )
+            if source == "simulator":
+                rows[-1]["met"] = "yes" if ratio >= 2 else "no"
+    return rows
+
+
+def _pct(value: float) -> str:
+    return f"{100 * value:.2f} %"
+
+
+def _conv_ops(r: dict) -> str:
+    fwd = r["interleaved"]["ratios"]["forward"]
+    return (
+        f"forward pass vs tf.nn.conv2d: im2col ×{fwd['im2col/tf']:.2f}, "
+        f"naive loops ×{fwd['naive/tf']:.0f}"
+    )
+
+
+def _throughput(r: dict) -> str:
+    return ", ".join(
+        f"{name} {run['tf']['images_per_second']:,.0f} images/s"
+        for name, run in r["models"].items()
+        if run.get("tf")
+    )
+
+
+def _pipeline(r: dict) -> str:
+    ratios = r["ratios"]
+    return (
+        "training steps/s, sharded TFRecords vs in-memory tf.data: "
+        f"×{ratios['train_d_over_b']:.2f}"
+    )
+
+
+def _train_mnist(r: dict) -> str:
+    runs = r["runs"]
+    return ", ".join(
+        f"{name} {_pct(run['final_test_accuracy'])}" for name, run in runs.items()
+    )
+
+
+def _train_speed(r: dict) -> str:
+    models = r.get("models", r)
+    parts = [
+        f"{name}: default plan ×{m['speedup']:.2f} vs plain fit"
+        for name, m in models.items()
+        if isinstance(m, dict) and "speedup" in m
+    ]
+    if not parts:
+        raise KeyError("speedup")
+    return ", ".join(parts)
+
+
+def _compression(r: dict) -> str:
+    rows = [row for row in r["rows"] if row.get("model") == "seed"]
+    base = [row for row in rows if row["method"] == "keras"]
+    int8 = [row for row in rows if row["method"] == "int8"]
+    if not base or not int8:
+        raise KeyError("seed keras/int8 rows")
+    size = [row for row in rows if row["method"] == "float32"] or base
+    ratio = size[0]["size_bytes"] / int8[0]["size_bytes"]
+    return (
+        f"seed CNN int8: {ratio:.1f}× smaller, accuracy {_pct(base[0]['accuracy'])}"
+        f" → {_pct(int8[0]['accuracy'])}"
+    )
+
+
+def _tuning(r: dict) -> str:
+    final = r.get("final") or {}
+    tested = [
+        f"{name} {_pct(run['test_accuracy'])} test"
+        for name, run in final.items()
+        if isinstance(run, dict) and "test_accuracy" in run
+    ]
+    if tested:
+        return ", ".join(tested)
+    return ", ".join(  # searches done, final training not (yet) recorded
+        f"{name}: best {_pct(search['best']['val_accuracy'])} validation"
+        for name, search in r["searches"].items()
+    )
+
+
+def _distributed(r: dict) -> str:
+    return (
+        ", ".join(
+            f"{name} ×{config['speedup_vs_default']:.2f}"
+            for name, config in r["configs"].items()
+            if name != "default"
+        )
+        + " (images/s vs the default strategy)"
+    )
+
+
+def _serving(r: dict) -> str:
+    goals = r["goals"]
+    return (
+        f"best batched {goals['best_batched_images_per_s']:,.0f} images/s, "
+        f"p99 with 4 clients {goals['p99_4_clients_ms']:.0f} ms, "
+        f"{goals['total_errors']} errors"
+    )
+
+
+def _applications(r: dict) -> str:
+    parts = []
+    if "fashion" in r:
+        parts.append(
+            f"Fashion-MNIST {_pct(r['fashion']['runs']['bn_cnn']['test_accuracy'])}"
+        )
+    if "faces" in r:
+        parts.append(f"faces {_pct(r['faces']['mean_test_accuracy'])}")
+    if "text" in r:
+        parts.append(f"spam F1 {r['text']['mean_f1']:.3f}")
+    if "recommend" in r:
+        ratio = r["recommend"]["simulator"]["caser_over_popularity_hr"]
+        parts.append(f"Caser HR@10 {ratio:.1f}× popularity (simulated)")
+    return ", ".join(parts)
+
+
+# topic: (chapter, question, headline function)
+SUMMARY_TOPICS = {
+    "conv_ops": ("2", "NumPy convolution vs TensorFlow", _conv_ops),
+    "model_throughput": ("2", "images per second of each CNN", _throughput),
+    "input_pipeline": ("3", "does streaming from disk slow training?", _pipeline),
+    "train_mnist": ("4", "the article's ≈ 98 % on MNIST", _train_mnist),
+    "train_speed": ("5", "the fastest honest path on this CPU", _train_speed),
+    "distributed": ("5", "multi-worker training with tf.distribute", _distributed),
+    "compression": ("6", "what compression buys", _compression),
+    "tuning": ("7", "search algorithms at an equal budget", _tuning),
+    "serving": ("8", "a TF-Serving-compatible server under load", _serving),
+    "applications": ("9", "faces, text, products, recommendation", _applications),
+}
+
+
+def chapter_summary(results_dir: str | Path | None = None) -> list[dict]:
+    """One row per benchmark topic: what its chapter measured (chapter 10).
+
+    Reads the local ``benchmarks/results/<topic>.json`` files only (nothing is
+    downloaded). A missing file gives the row "not measured yet"; a file whose
+    layout this function does not know gives "measured: see chapter N".
+    """
+    directory = Path(results_dir) if results_dir is not None else RESULTS_DIR
+    rows = []
+    for topic, (chapter, question, headline) in SUMMARY_TOPICS.items():
+        path = directory / f"{topic}.json"
+        if not path.is_file():
+            measured = "not measured yet (no result file)"
+        else:
+            try:
+                measured = headline(json.loads(path.read_text()))
+            except (KeyError, TypeError, IndexError, ValueError, ZeroDivisionError):
+                measured = None
+            measured = measured or f"measured: see chapter {chapter}"
+        rows.append(
+            {
+                "chapter": chapter,
+                "topic": topic,
+                "question": question,
+                "measured": measured,
             }
         )
     return rows

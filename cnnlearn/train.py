@@ -9,7 +9,6 @@ files (``model.keras``, ``metrics.json``, ``history.json``) atomically.
 
 from __future__ import annotations
 
-import contextlib
 import platform
 import time
 from dataclasses import dataclass, field
@@ -21,21 +20,37 @@ import cnnlearn._tf  # noqa: F401  (quiet TensorFlow start-up; before Keras)
 import keras
 import numpy as np
 
+from cnnlearn import compute
 from cnnlearn._io import atomic_path, write_json
+from cnnlearn.compute import Plan, plan, resolve_device
 
 __all__ = [
+    "PLAIN",
     "EpochTimer",
     "Evaluation",
+    "Plan",
     "TrainResult",
+    "distributed_fit",
     "evaluate",
     "evaluate_saved",
     "fit",
+    "plan",
     "resolve_device",
     "run",
     "save_run",
     "split_validation",
     "versions",
 ]
+
+
+# The plan overrides that give plain ``model.fit(numpy)`` in float32: the
+# baseline that benchmarks/train_speed.py compares the default plan with.
+PLAIN = {
+    "pipeline": "numpy",
+    "steps_per_execution": 1,
+    "precision": "float32",
+    "jit_compile": False,
+}
 
 
 class EpochTimer(keras.callbacks.Callback):
@@ -64,6 +79,7 @@ class TrainResult:
     n_train: int
     n_val: int
     device: str
+    plan: Plan | None = None
 
     @property
     def seconds_per_epoch(self) -> float:
@@ -98,50 +114,6 @@ class Evaluation:
         }
 
 
-def resolve_device(device: str = "auto") -> str:
-    """Map ``"auto"``, ``"cpu"`` or ``"gpu"`` to a device name such as ``"/GPU:0"``.
-
-    ``"auto"`` takes the first GPU if there is one. Asking for a GPU that does
-    not exist is an error rather than a silent fall-back to the CPU.
-    """
-    device = device.lower()
-    if device not in {"auto", "cpu", "gpu"}:
-        raise ValueError(f"unknown device {device!r}: expected auto, cpu or gpu")
-    gpus = _gpu_count()
-    if device == "gpu" and gpus == 0:
-        raise ValueError("device='gpu' was asked for, but no GPU is visible")
-    if device == "cpu" or gpus == 0:
-        return "/CPU:0"
-    return "/GPU:0"
-
-
-def _gpu_count() -> int:
-    backend = keras.config.backend()
-    if backend == "tensorflow":
-        import tensorflow as tf
-
-        return len(tf.config.list_physical_devices("GPU"))
-    if backend == "jax":
-        import jax
-
-        return sum(d.platform == "gpu" for d in jax.devices())
-    return 0
-
-
-def _device_scope(device: str):
-    backend = keras.config.backend()
-    if backend == "tensorflow":
-        import tensorflow as tf
-
-        return tf.device(device)
-    if backend == "jax":
-        import jax
-
-        kind = "gpu" if device.startswith("/GPU") else "cpu"
-        return jax.default_device(jax.devices(kind)[0])
-    return contextlib.nullcontext()
-
-
 def split_validation(
     x: np.ndarray, y: np.ndarray, fraction: float, seed: int = 0
 ) -> tuple[tuple[np.ndarray, np.ndarray], tuple[np.ndarray, np.ndarray] | None]:
@@ -174,6 +146,7 @@ def fit(
     early_stopping_patience: int | None = None,
     callbacks: list[keras.callbacks.Callback] | None = None,
     verbose: int | str = "auto",
+    plan: Plan | dict | None = None,
 ) -> TrainResult:
     """Compile and train ``model`` on ``(x, y)``, reproducibly.
 
@@ -205,20 +178,31 @@ def fit(
         More Keras callbacks.
     verbose
         As in ``Model.fit``.
+    plan
+        How to train on this hardware: input pipeline, ``steps_per_execution``,
+        precision, XLA (chapter 5). ``None`` lets :func:`plan` choose; a dict
+        overrides some of its choices (``{"precision": "float32"}``); a
+        :class:`Plan` is used as it is, its device and batch size included.
+        Whatever the precision used for training, the returned model computes
+        in float32 (the variables always are).
 
     Returns
     -------
     TrainResult
-        The model, its per-epoch history (with ``"seconds"`` per epoch) and
-        the sizes and timings of the run.
+        The model, its per-epoch history (with ``"seconds"`` per epoch), the
+        plan, and the sizes and timings of the run.
     """
     if epochs < 1 or batch_size < 1:
         raise ValueError(f"epochs and batch_size must be >= 1: {epochs}, {batch_size}")
     if (checkpoint or tensorboard) and output_dir is None:
         raise ValueError("checkpoint and tensorboard need an output_dir")
     keras.utils.set_random_seed(seed)
-    device_name = resolve_device(device)
     (x_tr, y_tr), val = split_validation(x, y, validation_split, seed)
+    if not isinstance(plan, Plan):
+        plan = compute.plan(
+            model, (x_tr, y_tr), device, batch_size=batch_size, **(plan or {})
+        )
+    batch_size = plan.batch_size
     steps = -(-len(x_tr) // batch_size)
     if lr_schedule == "cosine":
         lr = keras.optimizers.schedules.CosineDecay(
@@ -228,10 +212,16 @@ def fit(
         lr = learning_rate
     else:
         raise ValueError(f"unknown lr_schedule {lr_schedule!r}: constant or cosine")
+    optimizer = keras.optimizers.Adam(lr)
+    if plan.precision == "mixed_float16":  # keep small gradients from underflowing
+        optimizer = keras.optimizers.LossScaleOptimizer(optimizer)
+    compute.set_precision(model, plan.precision)
     model.compile(
-        optimizer=keras.optimizers.Adam(lr),
+        optimizer=optimizer,
         loss="sparse_categorical_crossentropy",
         metrics=["accuracy"],
+        steps_per_execution=plan.steps_per_execution,
+        jit_compile=plan.jit_compile,
     )
     cbs = [EpochTimer(), *(callbacks or [])]
     monitor = "val_loss" if val is not None else "loss"
@@ -251,17 +241,34 @@ def fit(
                 restore_best_weights=True,
             )
         )
+    if plan.pipeline == "tf.data":
+        from cnnlearn import pipeline
+
+        feed = {
+            "x": pipeline.make_dataset(
+                x_tr, y_tr, batch_size, training=True, seed=seed
+            ),
+            "shuffle": False,  # the dataset shuffles, seeded
+        }
+        if val is not None:
+            val = pipeline.make_dataset(*val, plan.eval_batch_size)
+    else:
+        feed = {"x": x_tr, "y": y_tr, "batch_size": batch_size}
+    if verbose:
+        print(f"Training plan:\n{plan}")
     start = time.perf_counter()
-    with _device_scope(device_name):
-        history = model.fit(
-            x_tr,
-            y_tr,
-            epochs=epochs,
-            batch_size=batch_size,
-            validation_data=val,
-            callbacks=cbs,
-            verbose=verbose,
-        )
+    try:
+        with compute.device_scope(plan.device):
+            history = model.fit(
+                **feed,
+                epochs=epochs,
+                validation_data=val,
+                validation_batch_size=plan.eval_batch_size,
+                callbacks=cbs,
+                verbose=verbose,
+            )
+    finally:
+        _ready_for_inference(model)
     train_seconds = time.perf_counter() - start
     hist = {k: [float(v) for v in vs] for k, vs in history.history.items()}
     return TrainResult(
@@ -271,8 +278,36 @@ def fit(
         epochs=len(hist["loss"]),
         batch_size=batch_size,
         n_train=len(x_tr),
-        n_val=0 if val is None else len(val[0]),
-        device=device_name,
+        n_val=len(x) - len(x_tr),
+        device=plan.device,
+        plan=plan,
+    )
+
+
+def distributed_fit(model, dataset, strategy=None, epochs: int = 1, **kwargs):
+    """Train under any ``tf.distribute`` strategy with a custom loop (chapter 5).
+
+    Keras 3's ``Model.fit`` fails under ``MultiWorkerMirroredStrategy``
+    (keras-team/keras#20585); this is :func:`cnnlearn.distribute.distributed_fit`,
+    which builds in the strategy's scope, steps with ``strategy.run``, and
+    checkpoints and resumes. See it for the arguments.
+    """
+    from cnnlearn.distribute import distributed_fit as fit_under_strategy
+
+    return fit_under_strategy(model, dataset, strategy, epochs=epochs, **kwargs)
+
+
+def _ready_for_inference(model: keras.Model) -> None:
+    """After training: float32 compute, and one step per call for prediction.
+
+    The variables are float32 under every policy, so switching back loses
+    nothing. The model keeps its trained optimizer for further training.
+    """
+    compute.set_precision(model, "float32")
+    model.compile(
+        optimizer=model.optimizer,
+        loss="sparse_categorical_crossentropy",
+        metrics=["accuracy"],
     )
 
 
@@ -371,6 +406,7 @@ def save_run(
         "n_val": result.n_val,
         "n_test": int(evaluation.confusion_matrix.sum()),
         "device": result.device,
+        "plan": result.plan.to_dict() if result.plan else None,
         "versions": versions(),
         "per_class": evaluation.per_class,
         "confusion_matrix": evaluation.confusion_matrix.tolist(),

@@ -86,3 +86,22 @@ def test_standardization_statistics_come_from_the_train_split(mnist):
     assert (
         abs(z_test.mean() - (data.standardization_stats(x_test)[0] - mean) / std) < 1e-4
     )
+
+
+def test_describe_real_mnist(mnist):
+    (x_train, y_train), _ = mnist
+    summary = data.describe(x_train, y_train)
+    assert summary["n"] == 60_000 and summary["image_shape"] == (28, 28)
+    assert sum(summary["class_counts"]) == 60_000
+    assert summary["class_counts"][1] == max(summary["class_counts"])  # ones
+    assert 1.1 < summary["imbalance"] < 1.3
+    assert abs(summary["pixel_mean"] - 0.1307) < 1e-4
+    assert 0.75 < summary["background"] < 0.85
+
+
+def test_describe_rejects_mismatched_or_bad_labels():
+    x = np.zeros((4, 28, 28), np.uint8)
+    with pytest.raises(ValueError, match="as many labels"):
+        data.describe(x, np.zeros(3, int))
+    with pytest.raises(ValueError, match="labels must be in"):
+        data.describe(x, np.array([0, 1, 2, 10]))

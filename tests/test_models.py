@@ -56,3 +56,41 @@ def test_prepend_shares_weights_and_keeps_the_layer():
     assert model.layers[0].name == "double" and model.layers[1] is base.layers[0]
     x = np.random.default_rng(0).random((2, 28, 28, 1), dtype=np.float32)
     np.testing.assert_allclose(model(x), base(2 * x), rtol=1e-6)
+
+
+def test_face_cnn_shapes_and_embedding():
+    model = models.face_cnn()
+    assert model.input_shape == (None, 112, 92, 1) and model.output_shape == (None, 40)
+    assert model.get_layer("embedding").output.shape == (None, 64)
+    x = np.random.default_rng(0).random((2, 112, 92, 1), dtype=np.float32)
+    np.testing.assert_array_equal(model(x, training=False), model(x, training=False))
+
+
+def test_kim_text_cnn_has_one_branch_per_width():
+    model = models.kim_text_cnn(vocab_size=50, sequence_length=12, widths=(2, 3))
+    assert [layer.name for layer in model.layers if layer.name.startswith("conv_")] == [
+        "conv_2",
+        "conv_3",
+    ]
+    ids = np.random.default_rng(0).integers(0, 50, (3, 12))
+    p = np.asarray(model(ids))
+    assert p.shape == (3, 2)
+    np.testing.assert_allclose(p.sum(axis=1), 1.0, rtol=1e-5)
+
+
+def test_caser_scores_every_item():
+    model = models.caser(n_users=7, n_items=20, window=4, dim=8)
+    heights = [
+        layer.kernel_size[0]
+        for layer in model.layers
+        if layer.name.startswith("horizontal_")
+    ]
+    assert heights == [1, 2, 3, 4]
+    assert model.get_layer("vertical").kernel.shape == (4, 1, 1, 4)
+    inputs = {
+        "users": np.array([0, 6]),
+        "items": np.array([[0, 0, 3, 5], [1, 2, 3, 4]]),
+    }
+    p = np.asarray(model(inputs))
+    assert p.shape == (2, 21)
+    np.testing.assert_allclose(p.sum(axis=1), 1.0, rtol=1e-5)

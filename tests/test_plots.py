@@ -85,3 +85,19 @@ def test_histories_one_line_per_run_and_panel_per_metric():
     axes = plots.plot_histories(runs).axes
     assert len(axes) == 2 and all(len(ax.lines) == 2 for ax in axes)
     np.testing.assert_array_equal(axes[1].lines[1].get_ydata(), [0.6, 0.8])
+
+
+def test_class_balance_one_panel_per_data_set_with_names():
+    counts = {"a": [5, 3, 2], "b": [1, 1, 8]}
+    fig = plots.plot_class_balance(counts, class_names={"b": ["x", "y", "z"]})
+    assert len(fig.axes) == 2
+    heights = [p.get_height() for p in fig.axes[1].patches]
+    assert heights == [1, 1, 8]
+    assert [t.get_text() for t in fig.axes[1].get_xticklabels()] == ["x", "y", "z"]
+
+
+def test_pixel_histograms_sum_to_one():
+    fig = plots.plot_pixel_histograms({"x": X, "all zero": np.zeros_like(X)})
+    (ax,) = fig.axes
+    first, second = (np.asarray(p.get_data().values) for p in ax.patches)
+    assert np.isclose(first.sum(), 1.0) and second[0] == 1.0

@@ -67,3 +67,21 @@ def test_pipeline_table_reads_the_four_feeds():
     rows = report.pipeline_table(report.load_benchmark("input_pipeline"))
     assert [r["feed"][:3] for r in rows] == ["(a)", "(b)", "(c)", "(d)"]
     assert rows[1]["vs (b)"] == 1.0 and rows[0]["pipeline alone, images/s"] == "—"
+
+
+def test_speed_and_ablation_tables():
+    run = {
+        "params": 54_410,
+        "batch_size": 32,
+        "seeds": [0, 1, 2],
+        "epochs": 3,
+        "speedup": 2.5,
+        "plain": {"median_seconds_per_epoch": 10.0, "mean_test_accuracy": 0.98},
+        "default": {"median_seconds_per_epoch": 4.0, "mean_test_accuracy": 0.981},
+    }
+    ablation = {"plain": {"median_seconds": 10.0, "speedup": 1.0, "test_accuracy": 0.9}}
+    results = {"models": {"seed": run}, "ablation": ablation}
+    (row,) = report.speed_table(results)
+    assert row["speedup"] == "2.50×" and row["default accuracy"] == "98.10%"
+    assert row["seeds × epochs"] == "3 × 3" and "54,410" in row["model"]
+    assert report.ablation_table(results)[0]["s/epoch"] == 10.0

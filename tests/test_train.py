@@ -83,16 +83,6 @@ def test_split_validation_is_disjoint_and_seeded():
         train.split_validation(x, y, 1.0)
 
 
-def test_devices():
-    assert train.resolve_device("cpu") == "/CPU:0"
-    assert train.resolve_device("auto") in {"/CPU:0", "/GPU:0"}
-    with pytest.raises(ValueError, match="unknown device"):
-        train.resolve_device("quantum")
-    if train._gpu_count() == 0:
-        with pytest.raises(ValueError, match="no GPU"):
-            train.resolve_device("gpu")
-
-
 def test_bad_arguments_fail_before_training(small):
     (x, y), _ = small
     with pytest.raises(ValueError, match="need an output_dir"):
@@ -141,3 +131,74 @@ def test_save_run_writes_the_run_atomically(small, trained, tmp_path):
     assert train.evaluate(reloaded, x_test, y_test).accuracy == evaluation.accuracy
     history = json.loads((tmp_path / "history.json").read_text())
     assert len(history["loss"]) == 2
+
+
+def test_plan_is_used_and_recorded(small, trained, tmp_path):
+    plan = trained.plan
+    assert plan.pipeline == "tf.data" and plan.batch_size == 32
+    assert plan.steps_per_execution == 32 and not plan.jit_compile
+    # whatever the training precision, the returned model computes in float32
+    assert all(
+        layer.compute_dtype == "float32" for layer in trained.model._flatten_layers()
+    )
+    _, (x_test, y_test) = small
+    metrics = train.save_run(
+        tmp_path, trained, train.evaluate(trained.model, x_test, y_test)
+    )
+    assert metrics["plan"]["precision"] == plan.precision
+    assert json.loads((tmp_path / "metrics.json").read_text())["plan"] == plan.to_dict()
+
+
+def test_plan_overrides_reach_keras(small):
+    (x, y), _ = small
+    overrides = {"pipeline": "numpy", "steps_per_execution": 5, "precision": "float32"}
+    seen = []
+
+    class StepsPerCall(keras.callbacks.Callback):
+        def on_train_begin(self, logs=None):
+            seen.append(self.model.steps_per_execution)
+
+    result = train.fit(
+        models.seed_cnn(),
+        x[:640],
+        y[:640],
+        epochs=1,
+        verbose=0,
+        plan=overrides,
+        callbacks=[StepsPerCall()],
+    )
+    assert seen == [5]
+    assert isinstance(result.model.optimizer, keras.optimizers.Adam)  # kept
+    assert result.plan.reasons["pipeline"] == "set by the caller"
+    assert result.plan.to_dict() | overrides == result.plan.to_dict()
+
+
+def test_default_path_matches_plain_fit_accuracy(small):
+    """The plan's path (tf.data, steps_per_execution, bf16 where native) learns
+    as well as plain fit(numpy) in float32: same model, data, epochs, seed."""
+    (x, y), (x_test, y_test) = small
+    accuracy = {}
+    for name, plan in {"plain": train.PLAIN, "planned": None}.items():
+        result = train.fit(
+            models.get_model("seed", seed=0),
+            x,
+            y,
+            epochs=2,
+            batch_size=64,
+            verbose=0,
+            plan=plan,
+        )
+        accuracy[name] = train.evaluate(result.model, x_test, y_test).accuracy
+    assert accuracy["plain"] > 0.85  # chance is 0.1
+    assert accuracy["planned"] > accuracy["plain"] - 0.01, accuracy
+
+
+def test_distributed_fit_is_reachable_from_train(small):
+    (x, y), _ = small
+    history = train.distributed_fit(
+        lambda: models.get_model("seed", seed=0),
+        (x[:256], y[:256]),
+        epochs=1,
+        global_batch_size=64,
+    )
+    assert len(history["loss"]) == 1 and history.final_step == 4

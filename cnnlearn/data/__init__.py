@@ -2,9 +2,18 @@
 
 ``cnnlearn.data.load`` reads the IDX originals with checksums;
 ``cnnlearn.data.quality`` validates, de-duplicates, cleans and normalizes.
+``cnnlearn.data.faces``, ``.sms`` and ``.recsys`` load the chapter 9 data (AT&T
+faces, SMS spam, MovieLens 100K and the session simulator).
 Everything is importable from ``cnnlearn.data`` directly.
 """
 
+from cnnlearn.data.faces import (
+    ATT_FACES_ACKNOWLEDGEMENT,
+    Faces,
+    load_att_faces,
+    read_pgm,
+    split_per_subject,
+)
 from cnnlearn.data.load import (
     CLASS_NAMES,
     DATASETS,
@@ -20,6 +29,7 @@ from cnnlearn.data.load import (
 from cnnlearn.data.quality import (
     ValidationReport,
     clean,
+    describe,
     find_cross_duplicates,
     find_duplicates,
     find_near_duplicates,
@@ -27,8 +37,41 @@ from cnnlearn.data.quality import (
     standardization_stats,
     validate_images,
 )
+from cnnlearn.data.recsys import (
+    Sessions,
+    last_window,
+    leave_last_out,
+    load_movielens_100k,
+    parse_movielens,
+    sequence_windows,
+    simulate_sessions,
+)
+from cnnlearn.data.sms import (
+    Messages,
+    deduplicate,
+    load_sms_spam,
+    parse_sms,
+    split_messages,
+)
 
 __all__ = [
+    "ATT_FACES_ACKNOWLEDGEMENT",
+    "Faces",
+    "Messages",
+    "Sessions",
+    "deduplicate",
+    "last_window",
+    "leave_last_out",
+    "load_att_faces",
+    "load_movielens_100k",
+    "load_sms_spam",
+    "parse_movielens",
+    "parse_sms",
+    "read_pgm",
+    "sequence_windows",
+    "simulate_sessions",
+    "split_messages",
+    "split_per_subject",
     "CLASS_NAMES",
     "DATASETS",
     "DEBIAN_FASHION_MNIST_DIR",
@@ -36,6 +79,7 @@ __all__ = [
     "ValidationReport",
     "check_images",
     "clean",
+    "describe",
     "find_cross_duplicates",
     "find_dataset_dir",
     "find_duplicates",

@@ -15,6 +15,7 @@ import numpy as np
 __all__ = [
     "ValidationReport",
     "clean",
+    "describe",
     "find_cross_duplicates",
     "find_duplicates",
     "find_near_duplicates",
@@ -200,6 +201,45 @@ def clean(
         "problems": report.problems,
     }
     return x[~drop], y[~drop], log
+
+
+# --- a first look (chapter 3) ------------------------------------------------
+
+
+def describe(x: np.ndarray, y: np.ndarray, num_classes: int = 10) -> dict:
+    """Summary statistics to read before training: size, class balance, pixels.
+
+    Parameters
+    ----------
+    x : uint8 images (N, H, W) or (N, H, W, 1), as loaded.
+    y : integer labels (N,) in ``[0, num_classes)``.
+
+    Returns
+    -------
+    dict
+        ``n``, ``image_shape``, ``class_counts`` (one per class),
+        ``imbalance`` (largest class / smallest class), ``pixel_mean`` and
+        ``pixel_std`` on the [0, 1] scale, ``background`` (share of pixels that
+        are exactly 0) and ``ink`` (share at half intensity or more, >= 128).
+        Used in chapter 3.
+    """
+    x, y = np.asarray(x), np.asarray(y)
+    if len(x) != len(y) or not len(x):
+        raise ValueError(f"need as many labels as images (> 0): {len(x)}, {len(y)}")
+    if y.min() < 0 or y.max() >= num_classes:
+        raise ValueError(f"labels must be in [0, {num_classes}), got {y.min()}..")
+    counts = np.bincount(y.astype(np.int64), minlength=num_classes)
+    mean, std = standardization_stats(x)
+    return {
+        "n": len(x),
+        "image_shape": tuple(int(d) for d in x.shape[1:]),
+        "class_counts": counts.tolist(),
+        "imbalance": float(counts.max() / max(counts.min(), 1)),
+        "pixel_mean": mean,
+        "pixel_std": std,
+        "background": float((x == 0).mean()),
+        "ink": float((x >= 128).mean()),
+    }
 
 
 # --- normalization (chapter 3) ----------------------------------------------

@@ -1,0 +1,516 @@
+"""Benchmark: what pruning, quantization, fusion and distillation buy on MNIST.
+
+Writes ``benchmarks/results/compression.json``, which chapter 6 reads:
+
+* ``rows``: one row per (model, method, seed) with nonzero parameters, file size
+  raw and gzipped, LiteRT test accuracy on all 10,000 test images, latency per
+  image at batch 1 and throughput at batch 64 (LiteRT, 1 thread);
+* the seed CNN over several seeds: float32, dynamic, int8, float16 TFLite and
+  the pruning frontier (unstructured 80-95 %, 2:4 structured), each then int8;
+* the strong CNN (one seed): the four modes, batch-norm folding, prune + int8;
+* ``peer``: tfmot's pruning on a tf_keras copy of the same trained seed CNN, in
+  a subprocess, beside ours with the same schedule;
+* ``distillation``: a 12.8k-parameter student, distilled from the strong CNN
+  and trained from scratch, over several seeds;
+* ``keras_latency``: Keras ``predict`` and a direct call on one image.
+
+    python benchmarks/compression.py              # everything, one process
+    python benchmarks/compression.py --quick      # a smoke run (~3 minutes)
+    python benchmarks/compression.py --skip strong distill --output a.json
+    python benchmarks/compression.py --skip seed --output b.json   # in parallel
+    python benchmarks/compression.py --merge a.json b.json
+
+The committed results file was made on a shared 2-core machine as parallel
+runs merged afterwards (about 35 minutes of wall time): ``--skip strong distill``
+for seed 0 (with the tfmot peer), ``--seed-list 1`` and ``--seed-list 2``, the
+same with ``--frontier dense --no-peer`` for the dense-only points (the seeded
+baselines retrain bit for bit: identical sizes and accuracies), ``--skip seed
+strong distill`` for the latency step, and ``--skip seed`` for the strong CNN and
+distillation. Not a test: nothing here asserts.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import platform
+import sys
+import time
+from collections import defaultdict
+from pathlib import Path
+
+import cnnlearn._tf  # noqa: F401
+
+# isort: split
+import keras
+import numpy as np
+
+from cnnlearn import data, models, train
+from cnnlearn._io import write_json
+from cnnlearn.compress import (
+    count_nonzero,
+    distill,
+    fuse,
+    prune,
+    quantize,
+    size_report,
+    tfmot_peer,
+)
+
+RESULTS = Path(__file__).parent / "results" / "compression.json"
+FRONTIER = {  # method name: (sparsity, m_by_n)
+    "prune 80%": (0.8, None),
+    "prune 90%": (0.9, None),
+    "prune 95%": (0.95, None),
+    "prune 2:4": (0.5, (2, 4)),
+}
+DENSE_FRONTIER = {  # only the big Dense layer (5408 x 10); the 288 conv weights stay
+    "dense 90%": 0.9,
+    "dense 95%": 0.95,
+    "dense 97%": 0.97,
+}
+
+
+def log(*args) -> None:
+    print(time.strftime("%H:%M:%S"), *args, file=sys.stderr, flush=True)
+
+
+def copy_of(model: keras.Model) -> keras.Model:
+    clone = keras.models.clone_model(model)
+    clone.set_weights(model.get_weights())
+    return clone
+
+
+def tflite_row(model, method, seed, content, x_test, y_test, name, **extra) -> dict:
+    ev = quantize.evaluate_tflite(content, x_test, y_test)
+    return {
+        "model": name,
+        "method": method,
+        "seed": seed,
+        **count_nonzero(model),
+        **{k: ev[k] for k in ("raw_bytes", "gzip_bytes", "accuracy")},
+        "latency_ms": ev["latency_ms"],
+        "throughput_per_s": ev["throughput_per_s"],
+        **extra,
+    }
+
+
+def keras_latency(model: keras.Model, x: np.ndarray, n: int = 50) -> dict:
+    one = x[:1]
+    model.predict(one, verbose=0)
+    times = []
+    for i in range(n):
+        start = time.perf_counter()
+        model.predict(x[i : i + 1], verbose=0)
+        times.append(time.perf_counter() - start)
+    calls = []
+    model(one, training=False)
+    for i in range(n):
+        start = time.perf_counter()
+        np.asarray(model(x[i : i + 1], training=False))
+        calls.append(time.perf_counter() - start)
+    return {
+        "predict_ms": 1000 * float(np.median(times)),
+        "call_ms": 1000 * float(np.median(calls)),
+    }
+
+
+def latency_section(xtr, xte, report, repeats: int = 3) -> None:
+    """Keras and LiteRT on one image, back to back in this process.
+
+    Latency does not depend on the weights, so a fresh seed CNN serves; the
+    measurements alternate ``repeats`` times and the medians are kept.
+    """
+    log("latency: Keras predict / call vs LiteRT, one image")
+    model = models.get_model("seed", seed=0)
+    contents = {m: quantize.convert(model, m, xtr[:300]) for m in ("float32", "int8")}
+    found: dict[str, list[float]] = defaultdict(list)
+    for _ in range(repeats):
+        for key, value in keras_latency(model, xte).items():
+            found[key].append(value)
+        for mode, content in contents.items():
+            ev = quantize.evaluate_tflite(content, xte[:1000], yte_dummy(1000))
+            found[f"litert_{mode}_ms"].append(ev["latency_ms"])
+    report["keras_latency"]["seed"] = {
+        k: float(np.median(v)) for k, v in found.items()
+    } | {"load_average": os.getloadavg(), "repeats": repeats}
+
+
+def yte_dummy(n: int) -> np.ndarray:
+    """Labels for latency-only runs (accuracy is not looked at)."""
+    return np.zeros(n, dtype=np.int64)
+
+
+def seed_cnn_section(args, xtr, ytr, xte, yte, raw, report, save) -> None:
+    rows = report["rows"]
+    for seed in args.seed_list or range(args.seeds):
+        log(f"seed CNN, seed {seed}: training {args.base_epochs} epochs")
+        base = models.get_model("seed", seed=seed)
+        result = train.fit(
+            base,
+            xtr,
+            ytr,
+            epochs=args.base_epochs,
+            batch_size=128,
+            seed=seed,
+            verbose=0,
+        )
+        report["train_seconds"].append(result.train_seconds)
+        if result.plan is not None:
+            report["train_plan"] = {
+                "precision": result.plan.precision,
+                "steps_per_execution": result.plan.steps_per_execution,
+            }
+        keras_acc = train.evaluate(base, xte, yte).accuracy
+        rows.append(
+            {
+                "model": "seed",
+                "method": "keras",
+                "seed": seed,
+                **count_nonzero(base),
+                "accuracy": keras_acc,
+            }
+        )
+        int8 = None
+        for mode in quantize.MODES:
+            content = quantize.convert(base, mode, xtr[:300])
+            rows.append(tflite_row(base, mode, seed, content, xte, yte, "seed"))
+            int8 = content if mode == "int8" else int8
+        if seed == 0 and not args.no_peer:
+            report["keras_latency"]["seed"] = keras_latency(base, xte)
+            report["ops"]["seed"] = {
+                "keras": fuse.keras_ops(base),
+                "tflite_float32": fuse.tflite_ops(quantize.convert(base)),
+                "tflite_int8": fuse.tflite_ops(int8),
+            }
+            peer_section(args, base, xtr, ytr, xte, yte, raw, report)
+        save()
+        dense = next(
+            layer.name
+            for layer in prune.prunable_layers(base)
+            if isinstance(layer, keras.layers.Dense)
+        )
+        configs = {}
+        if args.frontier in ("all", "uniform"):
+            configs.update(FRONTIER)
+        if args.frontier in ("all", "dense"):
+            configs.update({k: ({dense: v}, None) for k, v in DENSE_FRONTIER.items()})
+        for method, (sparsity, m_by_n) in configs.items():
+            log(f"seed CNN, seed {seed}: {method}")
+            pruned, pruning = prune.prune_model(
+                copy_of(base),
+                xtr,
+                ytr,
+                sparsity,
+                epochs=args.prune_epochs,
+                m_by_n=m_by_n,
+                seed=seed,
+                initial_sparsity=0.0,
+            )
+            layers = {r["layer"]: r["sparsity"] for r in prune.sparsity_report(pruned)}
+            for mode in ("float32", "int8"):
+                content = quantize.convert(pruned, mode, xtr[:300])
+                label = method if mode == "float32" else f"{method} + int8"
+                rows.append(
+                    tflite_row(
+                        pruned, label, seed, content, xte, yte, "seed", sparsity=layers
+                    )
+                )
+        save()
+
+
+def peer_section(args, base, xtr, ytr, xte, yte, raw, report) -> None:
+    """tfmot (tf_keras, subprocess) and ours, same weights, same schedule."""
+    log("peer: tfmot in a subprocess")
+    (raw_xtr, raw_ytr), (raw_xte, raw_yte) = raw
+    n_train = len(xtr) - int(round(len(xtr) * 0.1))
+    steps = -(-n_train // 128) * args.prune_epochs
+    end = prune.ramp_end_step(steps, 10)
+    peer = tfmot_peer.run_peer(
+        base.get_weights(),
+        (raw_xtr, raw_ytr),
+        (raw_xte, raw_yte),
+        initial_sparsity=0.5,
+        final_sparsity=0.8,
+        frequency=10,
+        end_step=end,
+        epochs=args.prune_epochs,
+        learning_rate=1e-3,
+    )
+    peer_model = models.get_model("seed")
+    peer_model.set_weights(peer.pop("weights"))
+    log("peer: ours, same schedule")
+    schedule = prune.PolynomialDecay(
+        initial_sparsity=0.5,
+        final_sparsity=0.8,
+        begin_step=0,
+        end_step=end,
+        frequency=10,
+    )
+    ours = copy_of(base)
+    pruning = prune.MagnitudePruning(schedule)
+    train.fit(
+        ours,
+        xtr,
+        ytr,
+        epochs=args.prune_epochs,
+        batch_size=128,
+        callbacks=[pruning],
+        plan=prune.FIT_PLAN,
+        verbose=0,
+    )
+    ours = prune.strip(ours, pruning)
+    sides = {}
+    for name, model in (("tfmot", peer_model), ("ours", ours)):
+        float32 = quantize.convert(model)
+        dynamic = quantize.convert(model, "dynamic")
+        sides[name] = {
+            "layers": {r["layer"]: r["sparsity"] for r in prune.sparsity_report(model)},
+            "accuracy": quantize.evaluate_tflite(float32, xte, yte)["accuracy"],
+            **{f"float32_{k}": v for k, v in size_report(float32).items()},
+            **{f"dynamic_{k}": v for k, v in size_report(dynamic).items()},
+        }
+    report["peer"] = {
+        "tfmot_process": peer,
+        "same_pipeline": sides,
+        "schedule": {
+            "initial": 0.5,
+            "final": 0.8,
+            "frequency": 10,
+            "end_step": end,
+            "steps": steps,
+        },
+    }
+
+
+def strong_section(args, xtr, ytr, xte, yte, report, save) -> keras.Model:
+    rows = report["rows"]
+    spec = models.get_spec("strong")
+    saved = args.strong_model
+    if saved is not None and saved.is_file():
+        log(f"strong CNN: loading {saved}")
+        strong = keras.models.load_model(saved)
+    else:
+        log(f"strong CNN: training {args.strong_epochs} epochs")
+        strong = models.get_model("strong", seed=0)
+        result = train.fit(
+            strong,
+            xtr,
+            ytr,
+            epochs=args.strong_epochs,
+            batch_size=128,
+            learning_rate=spec.learning_rate,
+            lr_schedule=spec.lr_schedule,
+            seed=0,
+            verbose=0,
+            plan={"precision": args.strong_precision},
+        )
+        report["strong_train_seconds"] = result.train_seconds
+        if saved is not None:
+            strong.save(saved)
+    rows.append(
+        {
+            "model": "strong",
+            "method": "keras",
+            "seed": 0,
+            **count_nonzero(strong),
+            "accuracy": train.evaluate(strong, xte, yte).accuracy,
+        }
+    )
+    for mode in quantize.MODES:
+        content = quantize.convert(strong, mode, xtr[:300])
+        rows.append(tflite_row(strong, mode, 0, content, xte, yte, "strong"))
+    folded = fuse.fold_batchnorm(strong)
+    diff = float(
+        np.abs(
+            strong.predict(xte[:1000], verbose=0)
+            - folded.predict(xte[:1000], verbose=0)
+        ).max()
+    )
+    content = quantize.convert(folded)
+    rows.append(
+        tflite_row(folded, "fold BN", 0, content, xte, yte, "strong", max_abs_diff=diff)
+    )
+    report["keras_latency"]["strong"] = keras_latency(strong, xte)
+    report["keras_latency"]["strong_folded"] = keras_latency(folded, xte)
+    report["ops"]["strong"] = {
+        "keras": fuse.keras_ops(strong),
+        "keras_folded": fuse.keras_ops(folded),
+        "tflite_float32": fuse.tflite_ops(quantize.convert(strong)),
+        "tflite_float32_folded": fuse.tflite_ops(content),
+    }
+    save()
+    if not args.strong_prune_epochs:
+        return strong
+    log("strong CNN: prune 80% + int8")
+    pruned, _ = prune.prune_model(
+        copy_of(strong), xtr, ytr, 0.8, epochs=args.strong_prune_epochs, seed=0
+    )
+    for mode in ("float32", "int8"):
+        content = quantize.convert(pruned, mode, xtr[:300])
+        label = "prune 80%" if mode == "float32" else "prune 80% + int8"
+        rows.append(tflite_row(pruned, label, 0, content, xte, yte, "strong"))
+    save()
+    return strong
+
+
+def distill_section(args, teacher, xtr, ytr, xte, yte, report, save) -> None:
+    runs = report["distillation"]["runs"]
+    report["distillation"].update(
+        teacher_params=int(teacher.count_params()),
+        student_params=int(distill.student_cnn().count_params()),
+        temperature=args.temperature,
+        alpha=args.alpha,
+        epochs=args.student_epochs,
+    )
+    log("student: the teacher's outputs, once")
+    targets = distill.soft_targets(teacher, xtr, ytr)  # offline distillation
+    for seed in range(args.seeds):
+        for kind in ("scratch", "distilled"):
+            log(f"student, seed {seed}: {kind}")
+            keras.utils.set_random_seed(seed)
+            student = distill.student_cnn()
+            model, y = student, ytr
+            if kind == "distilled":
+                model = distill.Distiller(student, None, args.temperature, args.alpha)
+                y = targets
+            result = train.fit(
+                model,
+                xtr,
+                y,
+                epochs=args.student_epochs,
+                batch_size=128,
+                seed=seed,
+                verbose=0,
+            )
+            content = quantize.convert(student)
+            row = tflite_row(student, kind, seed, content, xte, yte, "student")
+            runs.append({**row, "train_seconds": result.train_seconds})
+            save()
+
+
+def merge(paths: list[Path], output: Path) -> None:
+    """Combine the files of runs made with ``--skip`` into one results file."""
+    import json
+
+    parts = [json.loads(Path(p).read_text()) for p in paths]
+    merged = parts[0]
+    for part in parts[1:]:
+        merged["rows"] += part["rows"]
+        merged["train_seconds"] += part["train_seconds"]
+        for key in ("keras_latency", "ops", "config"):
+            merged[key] = {**merged[key], **part[key]}
+        if "load_average" in part["keras_latency"].get("seed", {}):  # --skip ... only
+            merged["keras_latency"]["seed"] = part["keras_latency"]["seed"]
+        if part["distillation"]["runs"]:
+            merged["distillation"] = part["distillation"]
+        for key in ("peer", "train_plan", "strong_train_seconds"):
+            if key in part:
+                merged[key] = part[key]
+        merged["total_seconds"] = max(merged["total_seconds"], part["total_seconds"])
+    seen, rows = set(), []
+    for row in merged["rows"]:  # a seed run twice counts once
+        key = (row["model"], row["method"], row["seed"])
+        if key not in seen:
+            seen.add(key)
+            rows.append(row)
+    merged["rows"] = rows
+    merged["config"]["skip"] = []
+    merged["config"]["seed_list"] = None
+    for key in ("merge", "data_dir", "strong_model"):
+        merged["config"].pop(key, None)
+    merged["merged_from"] = [Path(p).name for p in paths]
+    write_json(output, merged)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--seeds", type=int, default=3)
+    parser.add_argument(
+        "--seed-list", type=int, nargs="+", help="seed CNN seeds (default: all)"
+    )
+    parser.add_argument("--base-epochs", type=int, default=3)
+    parser.add_argument("--prune-epochs", type=int, default=2)
+    parser.add_argument("--strong-epochs", type=int, default=2)
+    parser.add_argument("--strong-prune-epochs", type=int, default=0)
+    parser.add_argument("--student-epochs", type=int, default=2)
+    parser.add_argument("--temperature", type=float, default=4.0)
+    parser.add_argument("--alpha", type=float, default=0.1)
+    parser.add_argument(
+        "--skip",
+        nargs="*",
+        default=[],
+        choices=["latency", "seed", "strong", "distill"],
+    )
+    parser.add_argument("--quick", action="store_true", help="tiny smoke run")
+    parser.add_argument(
+        "--frontier", default="all", choices=["all", "uniform", "dense"]
+    )
+    parser.add_argument("--no-peer", action="store_true", help="skip the tfmot run")
+    parser.add_argument(
+        "--strong-precision", default="float32", help="the strong CNN's training"
+    )
+    parser.add_argument(
+        "--strong-model", type=Path, help="load the strong CNN from here, or save it"
+    )
+    parser.add_argument("--data-dir")
+    parser.add_argument("--output", type=Path, default=RESULTS)
+    parser.add_argument(
+        "--merge", nargs="+", type=Path, help="combine these results files"
+    )
+    args = parser.parse_args()
+    if args.merge:
+        merge(args.merge, args.output)
+        return
+    if args.quick:
+        args.seeds, args.base_epochs, args.prune_epochs = 1, 1, 1
+        args.strong_epochs = args.strong_prune_epochs = args.student_epochs = 1
+        args.seeds = 2
+
+    raw = data.load_dataset("mnist", args.data_dir)
+    (x_train, y_train), (x_test, y_test) = raw
+    if args.quick:
+        x_train, y_train = x_train[:6000], y_train[:6000]
+        raw = ((x_train, y_train), raw[1])
+    xtr, xte = data.preprocess_images(x_train), data.preprocess_images(x_test)
+    start = time.perf_counter()
+    report = {
+        "config": {
+            k: str(v) if isinstance(v, Path) else v
+            for k, v in vars(args).items()
+            if k not in ("output", "data_dir", "merge")
+        },
+        "machine": {
+            "platform": platform.platform(),
+            "processor": platform.processor() or platform.machine(),
+            "cpu_count": os.cpu_count(),
+            **train.versions(),
+        },
+        "litert_threads": 1,
+        "rows": [],
+        "train_seconds": [],
+        "keras_latency": {},
+        "ops": {},
+        "distillation": {"runs": []},
+    }
+
+    def save() -> None:
+        report["total_seconds"] = time.perf_counter() - start
+        args.output.parent.mkdir(parents=True, exist_ok=True)
+        write_json(args.output, report)
+
+    if "latency" not in args.skip:
+        latency_section(xtr, xte, report)
+        save()
+    if "seed" not in args.skip:
+        seed_cnn_section(args, xtr, y_train, xte, y_test, raw, report, save)
+    if "strong" not in args.skip:
+        teacher = strong_section(args, xtr, y_train, xte, y_test, report, save)
+        if "distill" not in args.skip:
+            distill_section(args, teacher, xtr, y_train, xte, y_test, report, save)
+    save()
+    log(f"done in {report['total_seconds']:.0f} s → {args.output}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,278 @@
+"""Benchmark: the chapter-8 model server against a naive one, on loopback.
+
+Three servers, each a subprocess on 127.0.0.1, serving the same seed CNN
+(trained for one epoch on 10 % of MNIST: accuracy does not matter here):
+
+* ``naive``: the reference from issue 9: one FastAPI process, a pydantic body
+  model, a sync endpoint (Starlette's thread pool) calling one float32 LiteRT
+  interpreter under a lock, JSON ``instances`` in and ``.tolist()`` out;
+* ``cnnlearn_tflite``: ``cnnlearn serve --backend tflite``;
+* ``cnnlearn_savedmodel``: ``cnnlearn serve --backend savedmodel``.
+
+The load: C client threads in this process, each on one keep-alive connection,
+sending a pre-built request as fast as answers come back for T seconds, after a
+one-second warm-up that is not counted. Scenarios: single-image requests at 1
+and 4 clients as float JSON (``instances``), and at 4 clients as base64 bytes;
+batch-32 requests at 4 clients as float JSON, as uint8 JSON (``serving_uint8``)
+and as TF Serving's base64 binary values (``serving_bytes``; the naive server
+has neither uint8 nor bytes). Every answer is checked (status 200 and a
+``predictions`` body); anything else counts as an error. Reported per scenario:
+p50/p99 latency (ms, client side), requests/s, images/s, errors, and the
+server's CPU milliseconds per request (from ``/proc``), which depends much less
+on what else runs on the machine. ``load_average_*`` shows how busy it was: on
+a shared 2-core machine the load generator and the server compete for cores.
+Writes ``benchmarks/results/serving.json``; chapter 8 shows it.
+
+    nice python benchmarks/serving.py                 # ~2-3 minutes on 2 cores
+    python benchmarks/serving.py --seconds 2          # a quick look
+
+Not a test: nothing here asserts a timing. The book reads the numbers.
+"""
+
+import argparse
+import base64
+import json
+import os
+import platform
+import socket
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+
+import numpy as np
+
+from cnnlearn.deploy import launch
+
+RESULTS = Path(__file__).parent / "results" / "serving.json"
+REPO = Path(__file__).resolve().parent.parent
+SCENARIOS = {  # name: (clients, batch, encoding)
+    "single_1_client": (1, 1, "float"),
+    "single_4_clients": (4, 1, "float"),
+    "single_4_clients_b64": (4, 1, "b64"),
+    "batch32_float": (4, 32, "float"),
+    "batch32_uint8": (4, 32, "uint8"),
+    "batch32_b64": (4, 32, "b64"),
+}
+NAIVE_SCENARIOS = ("single_1_client", "single_4_clients", "batch32_float")
+
+
+# --- the naive reference server ---------------------------------------------
+def naive_server(tflite_path: str, port: int) -> None:  # pragma: no cover
+    """The issue's reference: FastAPI + pydantic + one interpreter under a lock."""
+    import uvicorn
+    from ai_edge_litert.interpreter import Interpreter
+    from fastapi import FastAPI
+    from pydantic import BaseModel
+
+    interpreter = Interpreter(model_path=tflite_path)
+    inp = interpreter.get_input_details()[0]["index"]
+    out = interpreter.get_output_details()[0]["index"]
+    interpreter.allocate_tensors()
+    lock = threading.Lock()
+    batch = [1]
+
+    class PredictRequest(BaseModel):
+        instances: list
+
+    app = FastAPI()
+
+    @app.post("/v1/models/mnist:predict")
+    def predict(request: PredictRequest):
+        x = np.asarray(request.instances, dtype=np.float32)
+        with lock:
+            if len(x) != batch[0]:
+                interpreter.resize_tensor_input(inp, x.shape, strict=False)
+                interpreter.allocate_tensors()
+                batch[0] = len(x)
+            interpreter.set_tensor(inp, x)
+            interpreter.invoke()
+            y = interpreter.get_tensor(out).copy()
+        return {"predictions": y.tolist()}
+
+    uvicorn.run(app, host="127.0.0.1", port=port, log_level="warning")
+
+
+# --- the load generator (cnnlearn.deploy.launch) -------------------------------
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU seconds of a process so far (Linux ``/proc``)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def measure(url: str, pid: int, request: bytes, clients: int, seconds: float) -> dict:
+    """:func:`launch.load`, plus the server's CPU milliseconds per request."""
+    before = cpu_seconds(pid)
+    result = launch.load(url, request, clients=clients, seconds=seconds)
+    used = cpu_seconds(pid) - before  # includes the 1-second warm-up
+    result["server_cpu_ms_per_request"] = None
+    if result["requests"]:
+        total = result["requests"] * (1 + 1 / seconds)  # warm-up ≈ one more second
+        result["server_cpu_ms_per_request"] = 1000 * used / total
+    return result
+
+
+def bodies(images: np.ndarray) -> dict[tuple[int, str], bytes]:
+    """Pre-serialized request bodies per (batch, encoding)."""
+    out = {}
+    for batch in (1, 32):
+        x8 = images[:batch]
+        xf = (x8.astype(np.float32) / 255)[..., None]
+        out[batch, "float"] = json.dumps({"instances": xf.tolist()}).encode()
+        out[batch, "uint8"] = json.dumps(
+            {"signature_name": "serving_uint8", "instances": x8[..., None].tolist()}
+        ).encode()
+        b64 = [{"b64": base64.b64encode(i.tobytes()).decode()} for i in x8]
+        out[batch, "b64"] = json.dumps(
+            {"signature_name": "serving_bytes", "instances": b64}
+        ).encode()
+    return out
+
+
+# --- servers -------------------------------------------------------------------
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def wait_ready(port: int, proc: subprocess.Popen, timeout: float = 120) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise RuntimeError(f"server exited with {proc.returncode}")
+        try:
+            socket.create_connection(("127.0.0.1", port), timeout=1).close()
+            return
+        except OSError:
+            time.sleep(0.2)
+    raise TimeoutError("server did not start")
+
+
+def start(kind: str, model_dir: Path, workdir: Path):
+    """Start a server; return (stop function, url, pid)."""
+    if kind != "naive":
+        backend = kind.split("_", 1)[1]
+        server = launch.start_server(model_dir, workdir / kind, backend=backend)
+        return server.stop, server.url, server.process.pid
+    port = free_port()
+    log = open(workdir / f"{kind}.log", "wb")  # noqa: SIM115
+    tflite = str(model_dir / "1" / "model.tflite")
+    cmd = [sys.executable, __file__, "--naive-server", tflite, str(port)]
+    proc = subprocess.Popen(cmd, cwd=REPO, stdout=log, stderr=log)
+    try:
+        wait_ready(port, proc)
+    except BaseException:
+        stop(proc)
+        raise
+    return (lambda: stop(proc)), f"http://127.0.0.1:{port}", proc.pid
+
+
+def stop(proc: subprocess.Popen) -> None:
+    if proc.poll() is None:
+        proc.terminate()
+        try:
+            proc.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait(timeout=20)
+
+
+def export_model(base: Path, data_dir: str | None) -> np.ndarray:
+    import cnnlearn._tf  # noqa: F401
+    from cnnlearn import data, models, train
+    from cnnlearn.deploy import export
+
+    (x_train, y_train), (x_test, _) = data.load_dataset("mnist", data_dir)
+    x_train, y_train = data.take_fraction(x_train, y_train, 0.1)
+    xf = data.preprocess_images(x_train)
+    model = models.get_model("seed", seed=0)
+    train.fit(model, xf, y_train, epochs=1, batch_size=128, verbose=0)
+    export.export_version(model, base, "mnist", train_images=xf)
+    return x_test[:32]
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--seconds", type=float, default=5.0, help="per scenario")
+    parser.add_argument("--data-dir")
+    parser.add_argument("--output", type=Path, default=RESULTS)
+    args = parser.parse_args()
+    from cnnlearn import train
+    from cnnlearn._io import write_json
+
+    report = {
+        "seconds_per_scenario": args.seconds,
+        "scenarios": {
+            k: dict(zip(("clients", "batch", "encoding"), v))
+            for k, v in SCENARIOS.items()
+        },
+        "load_average_start": os.getloadavg(),
+        "servers": {},
+    }
+    with tempfile.TemporaryDirectory() as tmp:
+        workdir = Path(tmp)
+        images = export_model(workdir / "models", args.data_dir)
+        requests = {
+            k: launch.http_request("/v1/models/mnist:predict", v)
+            for k, v in bodies(images).items()
+        }
+        for kind in ("naive", "cnnlearn_tflite", "cnnlearn_savedmodel"):
+            halt, url, pid = start(kind, workdir / "models" / "mnist", workdir)
+            try:
+                results = {}
+                for name, (clients, batch, encoding) in SCENARIOS.items():
+                    if kind == "naive" and name not in NAIVE_SCENARIOS:
+                        continue
+                    request = requests[batch, encoding]
+                    r = measure(url, pid, request, clients, args.seconds)
+                    r["images_per_s"] = r["requests_per_s"] * batch
+                    results[name] = r
+                    print(
+                        f"{kind:20s} {name:17s} p50 {r['p50_ms'] or 0:6.2f} ms "
+                        f"p99 {r['p99_ms'] or 0:6.2f} ms "
+                        f"{r['requests_per_s']:7.0f} req/s "
+                        f"{r['images_per_s']:7.0f} img/s errors {r['errors']} "
+                        f"server CPU {r['server_cpu_ms_per_request'] or 0:.3f} ms/req",
+                        flush=True,
+                    )
+                report["servers"][kind] = results
+            finally:
+                halt()
+    report["load_average_end"] = os.getloadavg()
+    naive, ours = report["servers"]["naive"], report["servers"]["cnnlearn_tflite"]
+    best_batch = max(
+        (ours[s]["images_per_s"], s)
+        for s in ("batch32_float", "batch32_uint8", "batch32_b64")
+    )
+    report["goals"] = {
+        "p99_4_clients_ms": ours["single_4_clients"]["p99_ms"],
+        "p99_4_clients_le_5ms": ours["single_4_clients"]["p99_ms"] <= 5.0,
+        "speedup_4_clients": ours["single_4_clients"]["requests_per_s"]
+        / naive["single_4_clients"]["requests_per_s"],
+        "best_batched_images_per_s": best_batch[0],
+        "best_batched_scenario": best_batch[1],
+        "batched_ge_5000_images_per_s": best_batch[0] >= 5000,
+        "total_errors": sum(
+            r["errors"] for s in report["servers"].values() for r in s.values()
+        ),
+    }
+    report["goals"]["speedup_ge_2x"] = report["goals"]["speedup_4_clients"] >= 2
+    report["machine"] = {
+        "platform": platform.platform(),
+        "processor": platform.processor() or platform.machine(),
+        "cpu_count": os.cpu_count(),
+        **train.versions(),
+    }
+    args.output.parent.mkdir(parents=True, exist_ok=True)
+    write_json(args.output, report)
+    print(json.dumps(report["goals"], indent=2))
+
+
+if __name__ == "__main__":
+    if len(sys.argv) == 4 and sys.argv[1] == "--naive-server":
+        naive_server(sys.argv[2], int(sys.argv[3]))
+    else:
+        main()

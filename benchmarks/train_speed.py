@@ -1,0 +1,217 @@
+"""Benchmark: plain ``fit(numpy)`` in float32 against cnnlearn's default plan.
+
+The same model, data, epochs and seed, trained both ways with
+``cnnlearn.train.fit`` (``plan=train.PLAIN`` for the plain path, the default
+:func:`cnnlearn.train.plan` otherwise). Runs alternate A B, B A, A B over the
+seeds; each run's first epoch (graph tracing) is a warm-up and the median of
+the others is its epoch time. Also measured here, for chapter 5:
+
+* an ablation on the seed CNN: each of the plan's choices turned on alone;
+* the compute floor: FLOPs per epoch (chapter 2's counter, ×3 for the
+  backward pass) over the CPU's peak measured by a large matmul in this run.
+
+Writes ``benchmarks/results/train_speed.json``. Not a test: nothing asserts a
+timing; the book reads the numbers.
+
+    python benchmarks/train_speed.py                   # ~12 minutes on 2 cores
+    python benchmarks/train_speed.py --models seed --seeds 1 --epochs 2  # a look
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import platform
+import statistics
+import time
+from pathlib import Path
+
+import cnnlearn._tf  # noqa: F401
+
+# isort: split
+import numpy as np
+import tensorflow as tf
+
+from cnnlearn import compute, data, models, ops, train
+from cnnlearn._io import write_json
+
+RESULTS = Path(__file__).parent / "results" / "train_speed.json"
+EPOCHS = {"seed": 3, "strong": 2}  # per run: one warm-up epoch, then timed ones
+# label: the default plan's choices turned on (the rest as in train.PLAIN)
+ABLATION = {
+    "plain fit(numpy), float32": (),
+    "tf.data pipeline only": ("pipeline",),
+    "steps_per_execution only": ("steps_per_execution",),
+    "precision only": ("precision",),
+    "default plan (all)": ("pipeline", "steps_per_execution", "precision"),
+}
+
+
+def one_run(name, x, y, x_test, y_test, epochs, seed, plan) -> dict:
+    spec = models.get_spec(name)
+    result = train.fit(
+        models.get_model(name, seed=seed),
+        x,
+        y,
+        epochs=epochs,
+        batch_size=spec.batch_size,
+        validation_split=0.0,
+        learning_rate=spec.learning_rate,
+        lr_schedule=spec.lr_schedule,
+        seed=seed,
+        verbose=0,
+        plan=plan,
+    )
+    accuracy = train.evaluate(result.model, x_test, y_test).accuracy
+    seconds = result.history["seconds"]
+    return {
+        "seed": seed,
+        "seconds_per_epoch": seconds,
+        "median_seconds": statistics.median(seconds[1:]),
+        "test_accuracy": accuracy,
+        "plan": result.plan.to_dict(),
+    }
+
+
+def compare(name, arrays, seeds, epochs) -> dict:
+    """Plain (A) and default (B) runs, alternating A B / B A over the seeds."""
+    runs = {"plain": [], "default": []}
+    for i, seed in enumerate(seeds):
+        order = ["plain", "default"] if i % 2 == 0 else ["default", "plain"]
+        for path in order:
+            plan = train.PLAIN if path == "plain" else None
+            runs[path].append(one_run(name, *arrays, epochs, seed, plan))
+            last = runs[path][-1]
+            print(
+                f"{name} seed {seed} {path}: {last['median_seconds']:.2f} s/epoch, "
+                f"{last['test_accuracy']:.4f}",
+                flush=True,
+            )
+    summary = {}
+    for path, rs in runs.items():
+        summary[path] = {
+            "median_seconds_per_epoch": statistics.median(
+                s for r in rs for s in r["seconds_per_epoch"][1:]
+            ),
+            "mean_test_accuracy": float(np.mean([r["test_accuracy"] for r in rs])),
+            "test_accuracies": [r["test_accuracy"] for r in rs],
+        }
+    plain, default = summary["plain"], summary["default"]
+    return {
+        "model": name,
+        "params": int(models.get_model(name).count_params()),
+        "batch_size": models.get_spec(name).batch_size,
+        "epochs": epochs,
+        "seeds": list(seeds),
+        "runs": runs,
+        **summary,
+        "speedup": plain["median_seconds_per_epoch"]
+        / default["median_seconds_per_epoch"],
+        "accuracy_difference": default["mean_test_accuracy"]
+        - plain["mean_test_accuracy"],
+        "plan": runs["default"][0]["plan"],
+    }
+
+
+def ablation(arrays, epochs) -> dict:
+    """Each choice of the default plan alone, on the seed CNN, seed 0."""
+    full = train.plan(
+        models.get_model("seed"),
+        arrays[:2],
+        batch_size=models.get_spec("seed").batch_size,
+    )
+    rows = {}
+    for label, choices in ABLATION.items():
+        plan = {**train.PLAIN, **{k: getattr(full, k) for k in choices}}
+        run = one_run("seed", *arrays, epochs, 0, plan)
+        rows[label] = {
+            "median_seconds": run["median_seconds"],
+            "test_accuracy": run["test_accuracy"],
+            "plan": run["plan"],
+        }
+        print(f"ablation {label}: {run['median_seconds']:.2f} s/epoch", flush=True)
+    base = rows["plain fit(numpy), float32"]["median_seconds"]
+    for row in rows.values():
+        row["speedup"] = base / row["median_seconds"]
+    return rows
+
+
+def peak_flops(n: int = 2048, repeats: int = 10) -> dict:
+    """FLOP/s of an n×n matmul in float32 and bfloat16 (best of ``repeats``)."""
+    found = {}
+    for dtype in (tf.float32, tf.bfloat16):
+        a = tf.random.normal((n, n), dtype=tf.float32)
+        a = tf.cast(a, dtype)
+        matmul = tf.function(lambda m: tf.linalg.matmul(m, m))
+        matmul(a).numpy()  # trace and warm up
+        best = float("inf")
+        for _ in range(repeats):
+            start = time.perf_counter()
+            matmul(a).numpy()
+            best = min(best, time.perf_counter() - start)
+        found[dtype.name] = 2 * n**3 / best
+    return found
+
+
+def floor(speed: dict, n_train: int) -> dict:
+    """How far the measured epochs are from the arithmetic floor."""
+    model = models.get_model(speed["model"])
+    forward = ops.model_flops(model)
+    flops = 3 * forward * n_train  # forward + backward (about 2× forward)
+    peaks = peak_flops()
+    precision = speed["plan"]["precision"]
+    peak = peaks["bfloat16" if precision == "mixed_bfloat16" else "float32"]
+    default = speed["default"]["median_seconds_per_epoch"]
+    return {
+        "model": speed["model"],
+        "forward_flops_per_image": forward,
+        "flops_per_epoch": flops,
+        "peak_flops_per_second": peaks,
+        "floor_seconds_per_epoch": flops / peak,
+        "default_seconds_per_epoch": default,
+        "plain_seconds_per_epoch": speed["plain"]["median_seconds_per_epoch"],
+        "default_over_floor": default * peak / flops,
+    }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--models", default="seed,strong")
+    parser.add_argument("--seeds", type=int, default=3)
+    parser.add_argument("--epochs", type=int, help="override the epochs per run")
+    parser.add_argument("--no-ablation", action="store_true")
+    parser.add_argument("--data-dir")
+    parser.add_argument("--output", type=Path, default=RESULTS)
+    args = parser.parse_args()
+    (x, y), (x_test, y_test) = data.load_dataset("mnist", args.data_dir)
+    arrays = (data.preprocess_images(x), y, data.preprocess_images(x_test), y_test)
+    report = {
+        "machine": {
+            "platform": platform.platform(),
+            "processor": platform.processor() or platform.machine(),
+            "cpu_count": os.cpu_count(),
+            "native_bf16": compute.native_bf16(compute.cpu_flags()),
+            **train.versions(),
+        },
+        "models": {},
+    }
+    for name in args.models.split(","):
+        epochs = args.epochs or EPOCHS[name]
+        report["models"][name] = compare(name, arrays, range(args.seeds), epochs)
+        write_json(args.output, report)  # partial progress is kept
+    if not args.no_ablation:
+        report["ablation"] = ablation(arrays, args.epochs or EPOCHS["seed"])
+    report["floor"] = {
+        name: floor(speed, len(x)) for name, speed in report["models"].items()
+    }
+    write_json(args.output, report)
+    for name, speed in report["models"].items():
+        print(
+            f"{name}: {speed['speedup']:.2f}x faster, accuracy "
+            f"{speed['plain']['mean_test_accuracy']:.4f} -> "
+            f"{speed['default']['mean_test_accuracy']:.4f}"
+        )
+
+
+if __name__ == "__main__":
+    main()

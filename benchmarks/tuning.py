@@ -1,0 +1,206 @@
+"""Benchmark: Hyperband, random search and Bayesian optimization at an equal budget.
+
+KerasTuner searches the space of ``cnnlearn.tune.search_space`` on 10 % of the
+MNIST training set (a fifth of that held out for ``val_accuracy``), with a
+parameter budget equal to the seed CNN's 54,410: over-budget models are
+rejected before they train. Hyperband runs first (``max_epochs`` 9, factor 3);
+random search and Bayesian optimization then get the epochs Hyperband spent, in
+trials of 3 epochs: the same total number of training epochs.
+
+Then the seed CNN and the best configuration found (with ``--retrain all``,
+each algorithm's best) are trained with the same loop
+(``tune.fit_and_test``) and the same budget, ``--final-epochs`` (3) epochs at
+batch 128 on all 60,000 training images (no hold-out), and tested once on the
+10,000 test images. ``train_mnist.json``'s ``seed-b128`` run used the same batch;
+its test accuracy after as many epochs is quoted beside ours. Costs are CPU-minutes
+(the process's CPU time, both cores) and wall-clock minutes. Writes
+``benchmarks/results/tuning.json``; chapter 7 shows it.
+
+    nice python benchmarks/tuning.py     # ~60 min on 2 cores shared with 5 jobs
+    python benchmarks/tuning.py --data-fraction 0.02 --max-epochs 3 \
+        --trial-epochs 1 --final-epochs 1 --retrain best   # a quick look
+
+Not a test: nothing here asserts a timing. The book reads the numbers.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import time
+from pathlib import Path
+
+import cnnlearn._tf  # noqa: F401  (quiet TensorFlow start-up; before Keras)
+
+# isort: split
+import keras
+
+from cnnlearn import data, models, report, train, tune
+from cnnlearn._io import write_json
+
+RESULTS = Path(__file__).parent / "results" / "tuning.json"
+SETTINGS = ("data_fraction", "validation_split", "param_budget", "seed")
+SETTINGS += ("hyperband_max_epochs", "trial_epochs", "batch_size")
+REPO = Path(__file__).resolve().parent.parent
+
+
+def timed(fn, *args, **kwargs):
+    """``fn``'s result, wall seconds and this process's CPU seconds."""
+    wall, cpu = time.perf_counter(), time.process_time()
+    result = fn(*args, **kwargs)
+    return result, time.perf_counter() - wall, time.process_time() - cpu
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--data-fraction", type=float, default=0.1)
+    parser.add_argument("--validation-split", type=float, default=0.2)
+    parser.add_argument("--max-epochs", type=int, default=9, help="Hyperband's")
+    parser.add_argument("--trial-epochs", type=int, default=3, help="random/bayes")
+    parser.add_argument("--final-epochs", type=int, default=3)
+    parser.add_argument("--batch-size", type=int, default=128)
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--retrain", choices=["best", "all"], default="best")
+    parser.add_argument("--data-dir")
+    parser.add_argument(
+        "--directory", type=Path, default=REPO / "runs" / "benchmarks" / "tuning"
+    )
+    parser.add_argument("--output", type=Path, default=RESULTS)
+    parser.add_argument(
+        "--searches-from",
+        type=Path,
+        help="retrain only: take the searches from this results file",
+    )
+    args = parser.parse_args()
+
+    seed_params = models.get_model("seed").count_params()
+    result: dict = {
+        "description": "KerasTuner at an equal epoch budget; best models vs seed CNN",
+        "dataset": "mnist",
+        "data_fraction": args.data_fraction,
+        "validation_split": args.validation_split,
+        "param_budget": seed_params,
+        "budget_policy": "reject",
+        "hyperband_max_epochs": args.max_epochs,
+        "trial_epochs": args.trial_epochs,
+        "final_epochs": args.final_epochs,
+        "batch_size": args.batch_size,
+        "seed": args.seed,
+        "searches": {},
+        "final": {},
+    }
+
+    def save() -> None:
+        result["machine"] = {
+            "platform": platform.platform(),
+            "processor": platform.processor() or platform.machine(),
+            "cpu_count": os.cpu_count(),
+            **train.versions(),
+        }
+        args.output.parent.mkdir(parents=True, exist_ok=True)
+        write_json(args.output, result)  # after every stage: progress is kept
+
+    common = dict(
+        directory=args.directory,
+        data_fraction=args.data_fraction,
+        validation_split=args.validation_split,
+        param_budget=seed_params,
+        batch_size=args.batch_size,
+        retrain_best=False,
+        data_dir=args.data_dir,
+        seed=args.seed,
+    )
+    # A search that a previous run finished is reloaded, not retrained (the tuner
+    # resumes): keep the cost that run measured instead of the reload's.
+    previous = json.loads(args.output.read_text()) if args.output.exists() else {}
+    same = all(previous.get(k) == result[k] for k in SETTINGS)
+    budget = None
+    if args.searches_from:
+        result["searches"] = json.loads(args.searches_from.read_text())["searches"]
+    for algorithm in tune.ALGORITHMS if not args.searches_from else ():
+        kwargs = (
+            {"max_epochs": args.max_epochs}
+            if algorithm == "hyperband"
+            else {"max_epochs": args.trial_epochs, "epoch_budget": budget}
+        )
+        found, wall, cpu = timed(tune.run_search, algorithm, **common, **kwargs)
+        if algorithm == "hyperband":
+            budget = found.epochs_spent
+        trials = found.trials
+        result["searches"][algorithm] = {
+            "trials": trials,
+            "n_trials": len(trials),
+            "n_rejected": sum(t["epochs"] == 0 for t in trials),
+            "epochs_spent": found.epochs_spent,
+            "trial_seconds": sum(t["seconds"] or 0.0 for t in trials),
+            "wall_minutes": wall / 60,
+            "cpu_minutes": cpu / 60,
+            "best": found.report["best"],
+            "n_search_train": found.report["n_search_train"],
+            "n_search_val": found.report["n_search_val"],
+        }
+        done = previous.get("searches", {}).get(algorithm) if same else None
+        if done and (done["n_trials"], done["epochs_spent"]) == (
+            len(trials),
+            found.epochs_spent,
+        ):
+            for key in ("wall_minutes", "cpu_minutes"):
+                result["searches"][algorithm][key] = done[key]
+            cpu = done["cpu_minutes"] * 60
+        print(
+            f"{algorithm}: {len(trials)} trials, {found.epochs_spent} epochs, "
+            f"best val {found.report['best']['val_accuracy']:.4f}, "
+            f"{cpu / 60:.1f} CPU-min",
+            flush=True,
+        )
+        save()
+
+    (x_train, y_train), (x_test, y_test) = data.load_dataset("mnist", args.data_dir)
+    x_train, x_test = data.preprocess_images(x_train), data.preprocess_images(x_test)
+    final = dict(epochs=args.final_epochs, batch_size=args.batch_size, seed=args.seed)
+    keras.utils.set_random_seed(args.seed)
+    seed_cnn = models.get_model("seed", seed=args.seed)
+    seed_cnn.compile(
+        optimizer=keras.optimizers.Adam(models.get_spec("seed").learning_rate),
+        loss="sparse_categorical_crossentropy",
+        metrics=["accuracy"],
+    )
+    searches = result["searches"]
+    ranked = sorted(searches, key=lambda a: -searches[a]["best"]["val_accuracy"])
+    result["best_algorithm"] = ranked[0]
+    runs = {"seed CNN": (None, seed_cnn)}
+    for algorithm in ranked[: 1 if args.retrain == "best" else None]:
+        runs[f"tuned ({algorithm})"] = (
+            searches[algorithm]["best"]["hyperparameters"],
+            None,
+        )
+    for name, (values, model) in runs.items():
+        if model is None:
+            (model, run), wall, cpu = timed(
+                tune.retrain, values, x_train, y_train, x_test, y_test, **final
+            )
+        else:
+            run, wall, cpu = timed(
+                tune.fit_and_test, model, x_train, y_train, x_test, y_test, **final
+            )
+        run.update(hyperparameters=values, cpu_minutes=cpu / 60, wall_minutes=wall / 60)
+        result["final"][name] = run
+        print(f"{name}: {run['params']:,} params, test {run['test_accuracy']:.4f}")
+        save()
+
+    baseline = report.load_benchmark("train_mnist")["runs"].get("seed-b128")
+    if baseline and len(baseline["test_accuracy"]) >= args.final_epochs:
+        # The same model, batch and epoch count in chapter 4's benchmark.
+        result["train_mnist_seed_b128"] = {
+            "params": baseline["params"],
+            "batch_size": baseline["batch_size"],
+            "epochs": args.final_epochs,
+            "test_accuracy": baseline["test_accuracy"][args.final_epochs - 1],
+        }
+    save()
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,317 @@
+"""Matching the training path to the hardware at hand (chapter 5, 算法与算力适配).
+
+A small CNN on a CPU is overhead-bound: most of a training step is Python,
+op dispatch and memory traffic, not arithmetic. :func:`plan` looks at the
+machine (GPU compute capability, the CPU's bfloat16 instructions) and the data,
+and picks the input pipeline, ``steps_per_execution``, the precision policy and
+XLA, each with the reason, so that :func:`cnnlearn.train.fit` runs the fastest
+path that does not change what the model learns. Every field can be overridden.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import cnnlearn._tf  # noqa: F401  (quiet TensorFlow start-up; before Keras)
+
+# isort: split
+import keras
+import numpy as np
+
+__all__ = [
+    "PIPELINES",
+    "PRECISIONS",
+    "Plan",
+    "cpu_flags",
+    "device_scope",
+    "gpu_capability",
+    "native_bf16",
+    "plan",
+    "resolve_device",
+    "set_precision",
+]
+
+PRECISIONS = ("float32", "mixed_bfloat16", "mixed_float16")
+PIPELINES = ("tf.data", "numpy", "dataset")
+STEPS_PER_EXECUTION = 32
+EVAL_BATCH_SIZE = 1024
+
+# x86 flags (Linux /proc/cpuinfo) and the Arm feature name for native bfloat16
+# matrix arithmetic; a CPU without them emulates bfloat16 in float32, slowly.
+_BF16_FLAGS = {
+    "amx_bf16": "AMX-BF16 tiles",
+    "avx512_bf16": "AVX512-BF16",
+    "bf16": "BF16",
+}
+
+
+# --- what the machine has ------------------------------------------------------
+
+
+def resolve_device(device: str = "auto") -> str:
+    """Map ``"auto"``, ``"cpu"`` or ``"gpu"`` to a device name such as ``"/GPU:0"``.
+
+    ``"auto"`` takes the first GPU if there is one. Asking for a GPU that does
+    not exist is an error rather than a silent fall-back to the CPU.
+    """
+    device = device.lower()
+    if device not in {"auto", "cpu", "gpu"}:
+        raise ValueError(f"unknown device {device!r}: expected auto, cpu or gpu")
+    gpus = _gpu_count()
+    if device == "gpu" and gpus == 0:
+        raise ValueError("device='gpu' was asked for, but no GPU is visible")
+    if device == "cpu" or gpus == 0:
+        return "/CPU:0"
+    return "/GPU:0"
+
+
+def _gpu_count() -> int:
+    backend = keras.config.backend()
+    if backend == "tensorflow":
+        import tensorflow as tf
+
+        return len(tf.config.list_physical_devices("GPU"))
+    if backend == "jax":
+        import jax
+
+        return sum(d.platform == "gpu" for d in jax.devices())
+    return 0
+
+
+def device_scope(device: str):
+    """A context manager that places ops on ``device`` (``"/CPU:0"``, ``"/GPU:0"``)."""
+    backend = keras.config.backend()
+    if backend == "tensorflow":
+        import tensorflow as tf
+
+        return tf.device(device)
+    if backend == "jax":
+        import jax
+
+        kind = "gpu" if device.startswith("/GPU") else "cpu"
+        return jax.default_device(jax.devices(kind)[0])
+    return contextlib.nullcontext()
+
+
+def cpu_flags(cpuinfo: str | Path = "/proc/cpuinfo") -> set[str]:
+    """The CPU's feature flags (x86 ``flags``, Arm ``Features``); empty if unknown."""
+    try:
+        text = Path(cpuinfo).read_text()
+    except OSError:
+        return set()
+    for line in text.splitlines():
+        key, _, value = line.partition(":")
+        if key.strip() in {"flags", "Features"}:
+            return set(value.split())
+    return set()
+
+
+def native_bf16(flags: set[str]) -> str | None:
+    """The name of the CPU's native bfloat16 instructions, or ``None``."""
+    found = [name for flag, name in _BF16_FLAGS.items() if flag in flags]
+    return " and ".join(found) or None
+
+
+def gpu_capability() -> tuple[int, int] | None:
+    """The first GPU's CUDA compute capability, ``None`` without a GPU."""
+    if keras.config.backend() != "tensorflow" or not _gpu_count():
+        return None
+    import tensorflow as tf
+
+    details = tf.config.experimental.get_device_details(
+        tf.config.list_physical_devices("GPU")[0]
+    )
+    capability = details.get("compute_capability")
+    return tuple(capability) if capability else None
+
+
+# --- the plan ------------------------------------------------------------------
+
+
+@dataclass
+class Plan:
+    """How :func:`cnnlearn.train.fit` will train, and why (chapter 5).
+
+    Print it to read the choices; ``to_dict()`` is what ``metrics.json`` stores.
+    """
+
+    device: str
+    pipeline: str
+    batch_size: int
+    eval_batch_size: int
+    steps_per_execution: int
+    precision: str
+    jit_compile: bool
+    reasons: dict[str, str] = field(default_factory=dict)
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+    def __str__(self) -> str:
+        rows = [(k, v) for k, v in self.to_dict().items() if k != "reasons"]
+        width = max(len(k) for k, _ in rows)
+        return "\n".join(
+            f"{k:<{width}}  {v!s:<15} {self.reasons.get(k, '')}".rstrip()
+            for k, v in rows
+        )
+
+
+def _pick_precision(device: str, flags: set[str], capability) -> tuple[str, str]:
+    if device.startswith("/GPU"):
+        if capability is None:
+            return "float32", "the GPU's compute capability is unknown"
+        cc = ".".join(map(str, capability))
+        if capability >= (8, 0):
+            return "mixed_bfloat16", f"compute capability {cc} has bfloat16 units"
+        if capability >= (7, 0):
+            return "mixed_float16", f"compute capability {cc}: float16 tensor cores"
+        return "float32", f"compute capability {cc} has no fast half precision"
+    native = native_bf16(flags)
+    if native:
+        return "mixed_bfloat16", f"the CPU has {native}"
+    return "float32", (
+        "the CPU has no native bfloat16 (AMX-BF16 or AVX512-BF16): emulated "
+        "bfloat16 is slower, and float16 on a CPU is ~30x slower"
+    )
+
+
+def plan(
+    model: keras.Model | None = None,
+    data=None,
+    device: str = "auto",
+    *,
+    batch_size: int = 32,
+    eval_batch_size: int | None = None,
+    pipeline: str | None = None,
+    steps_per_execution: int | None = None,
+    precision: str | None = None,
+    jit_compile: bool | None = None,
+    flags: set[str] | None = None,
+    capability: tuple[int, int] | None = None,
+) -> Plan:
+    """Pick the fastest honest way to train ``model`` on ``data`` here.
+
+    Parameters
+    ----------
+    model
+        The model to train (only its size is reported).
+    data
+        The training data: ``(x, y)`` arrays, or a ``tf.data.Dataset``.
+    device
+        ``"auto"``, ``"cpu"`` or ``"gpu"``.
+    batch_size
+        Kept as given: a different batch size changes what the optimizer does,
+        so it is the recipe's choice, not the hardware's.
+    eval_batch_size, pipeline, steps_per_execution, precision, jit_compile
+        Overrides; ``None`` lets the plan choose.
+    flags, capability
+        The CPU flags and GPU compute capability to plan for; by default the
+        ones of this machine (tests simulate other machines with them).
+
+    Returns
+    -------
+    Plan
+        The choices, with a reason for each. Used in chapters 4 and 5.
+    """
+    if batch_size < 1:
+        raise ValueError(f"batch_size must be >= 1, got {batch_size}")
+    device_name = resolve_device(device)
+    on_accelerator = device_name.startswith("/GPU")
+    flags = cpu_flags() if flags is None else flags
+    if capability is None and on_accelerator:
+        capability = gpu_capability()
+    reasons = {"device": f"device={device!r}", "batch_size": "the training recipe's"}
+    if model is not None:
+        reasons["device"] += f"; {model.count_params():,} parameters"
+
+    def choose(name, given, default, why):
+        if given is None:
+            reasons[name] = why
+            return default
+        reasons[name] = "set by the caller"
+        return given
+
+    is_arrays = isinstance(data, tuple | list) and len(data) == 2
+    default_pipeline, why = (
+        "tf.data",
+        (
+            "in-memory images: cached, shuffled and prefetched by tf.data, "
+            "so batches are ready while the previous step runs"
+        ),
+    )
+    if data is not None and not is_arrays:
+        default_pipeline, why = "dataset", "a tf.data.Dataset was given: used as is"
+    elif is_arrays:
+        dtype = np.asarray(data[0][:1]).dtype
+        if dtype != np.uint8 and not np.issubdtype(dtype, np.floating):
+            default_pipeline = "numpy"
+            why = f"{dtype} inputs, not images: passed to Model.fit as arrays"
+    pipeline = choose("pipeline", pipeline, default_pipeline, why)
+    if pipeline not in PIPELINES:
+        raise ValueError(f"unknown pipeline {pipeline!r}: expected one of {PIPELINES}")
+    steps = None
+    if is_arrays:
+        steps = -(-len(data[0]) // batch_size)
+    default_spe = min(STEPS_PER_EXECUTION, steps) if steps else STEPS_PER_EXECUTION
+    steps_per_execution = choose(
+        "steps_per_execution",
+        steps_per_execution,
+        default_spe,
+        f"{default_spe} steps per call into the compiled graph: one Python "
+        "round trip (callbacks, dispatch) per call instead of per step",
+    )
+    if steps_per_execution < 1:
+        raise ValueError(f"steps_per_execution must be >= 1: {steps_per_execution}")
+    precision_default, precision_why = _pick_precision(device_name, flags, capability)
+    precision = choose("precision", precision, precision_default, precision_why)
+    if precision not in PRECISIONS:
+        raise ValueError(f"unknown precision {precision!r}: expected {PRECISIONS}")
+    jit_compile = choose(
+        "jit_compile",
+        jit_compile,
+        on_accelerator,
+        "XLA fuses ops on accelerators"
+        if on_accelerator
+        else "XLA was measured 2-4x slower than TensorFlow's CPU kernels here",
+    )
+    eval_batch_size = choose(
+        "eval_batch_size",
+        eval_batch_size,
+        max(EVAL_BATCH_SIZE, batch_size),
+        "evaluation has no optimizer step: big batches are free",
+    )
+    return Plan(
+        device=device_name,
+        pipeline=pipeline,
+        batch_size=batch_size,
+        eval_batch_size=eval_batch_size,
+        steps_per_execution=steps_per_execution,
+        precision=precision,
+        jit_compile=bool(jit_compile),
+        reasons=reasons,
+    )
+
+
+def _leaves(layer) -> list:
+    sublayers = getattr(layer, "layers", None)
+    if sublayers is None:
+        return [layer]
+    return [leaf for sub in sublayers for leaf in _leaves(sub)]
+
+
+def set_precision(model: keras.Model, precision: str) -> None:
+    """Switch a built model's layers to ``precision`` in place.
+
+    Mixed policies compute in 16 bits and keep the variables in float32; the
+    output layer stays float32, as Keras' mixed-precision guide advises, so
+    the softmax and the loss are computed at full precision. ``"float32"``
+    switches back, e.g. before saving or exporting a model.
+    """
+    if precision not in PRECISIONS:
+        raise ValueError(f"unknown precision {precision!r}: expected {PRECISIONS}")
+    leaves = _leaves(model)
+    for layer in leaves[:-1]:
+        layer.dtype_policy = precision
+    leaves[-1].dtype_policy = "float32"

@@ -1,0 +1,209 @@
+"""Model backends and version management for the server (chapter 8).
+
+A backend runs one exported version: :class:`TFLiteBackend` through
+``ai_edge_litert`` (no TensorFlow import: it starts fast and small) or
+:class:`SavedModelBackend` through TensorFlow. :class:`ModelVersions` watches a
+model's base path like TF Serving's file-system source: it serves the highest
+complete version (or a pinned one), loads a new version while the old one keeps
+serving, then swaps, so requests never fail during a switch.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from cnnlearn.deploy.export import METADATA_FILE, TFLITE_FILE, list_versions
+from cnnlearn.deploy.monitor import DriftMonitor
+
+__all__ = [
+    "BACKENDS",
+    "Loaded",
+    "ModelVersions",
+    "SavedModelBackend",
+    "TFLiteBackend",
+]
+
+log = logging.getLogger("cnnlearn.deploy")
+
+
+class TFLiteBackend:
+    """``model.tflite`` of a version directory, run with LiteRT.
+
+    One interpreter per power-of-two batch size (a batch of 5 runs padded to
+    8), created on first use, so a request never pays for ``allocate_tensors``
+    twice. Calls are serialized with a lock: interpreters are not thread-safe.
+    """
+
+    name = "tflite"
+    required_file = TFLITE_FILE
+
+    def __init__(self, version_dir: Path, num_threads: int = 1):
+        from ai_edge_litert.interpreter import Interpreter
+
+        self._interpreter_class = Interpreter
+        self._content = (Path(version_dir) / TFLITE_FILE).read_bytes()
+        self._num_threads = num_threads
+        self._buckets: dict[int, tuple] = {}
+        self._lock = threading.Lock()
+        self._bucket(1)  # a broken file fails here, at load, not on a request
+
+    def _bucket(self, size: int) -> tuple:
+        found = self._buckets.get(size)
+        if found is None:
+            interpreter = self._interpreter_class(
+                model_content=self._content, num_threads=self._num_threads
+            )
+            inp = interpreter.get_input_details()[0]
+            out = interpreter.get_output_details()[0]
+            interpreter.resize_tensor_input(
+                inp["index"], [size, *inp["shape"][1:]], strict=False
+            )
+            interpreter.allocate_tensors()
+            found = self._buckets[size] = (interpreter, inp, out)
+        return found
+
+    def predict(self, signature: str, images: np.ndarray) -> np.ndarray:
+        from cnnlearn.deploy.export import _dequantize, _quantize_input
+
+        x = images
+        if signature == "serving_uint8":
+            x = images.astype(np.float32) * np.float32(1 / 255)
+        n = len(x)
+        size = 1 << (n - 1).bit_length()
+        if size != n:
+            x = np.concatenate([x, np.zeros((size - n, *x.shape[1:]), x.dtype)])
+        with self._lock:
+            interpreter, inp, out = self._bucket(size)
+            interpreter.set_tensor(inp["index"], _quantize_input(x, inp))
+            interpreter.invoke()
+            y = interpreter.get_tensor(out["index"])[:n]
+        return _dequantize(y, out).astype(np.float32, copy=False)
+
+
+class SavedModelBackend:
+    """The SavedModel of a version directory, its signatures run by TensorFlow."""
+
+    name = "savedmodel"
+    required_file = "saved_model.pb"
+
+    def __init__(self, version_dir: Path):
+        import cnnlearn._tf  # noqa: F401
+
+        # isort: split
+        import tensorflow as tf
+
+        self._tf = tf
+        loaded = tf.saved_model.load(str(version_dir))
+        self._loaded = loaded  # keeps the variables alive
+        self._signatures = dict(loaded.signatures)
+        for name in ("serving_default", "serving_uint8"):
+            if name not in self._signatures:
+                raise ValueError(f"{version_dir}: SavedModel lacks signature {name}")
+
+    def predict(self, signature: str, images: np.ndarray) -> np.ndarray:
+        out = self._signatures[signature](image=self._tf.constant(images))
+        return out["probabilities"].numpy()
+
+
+BACKENDS = {"tflite": TFLiteBackend, "savedmodel": SavedModelBackend}
+
+
+@dataclass
+class Loaded:
+    """One loaded version: its backend, metadata and drift monitor."""
+
+    version: int
+    backend: object
+    metadata: dict
+    monitor: DriftMonitor | None
+
+
+class ModelVersions:
+    """The versions of one model that the server serves.
+
+    Parameters
+    ----------
+    name
+        The model name in URLs.
+    base_path
+        TF Serving's ``--model_base_path``: it holds ``1/``, ``2/``, ...
+    backend
+        ``"tflite"`` or ``"savedmodel"``.
+    pinned
+        Serve this version only (rollback by pinning); ``None`` serves the
+        highest complete version (TF Serving's "latest" policy).
+    drift_window
+        Images in the drift monitor's window.
+    """
+
+    def __init__(
+        self,
+        name: str,
+        base_path: str | Path,
+        backend: str = "tflite",
+        pinned: int | None = None,
+        drift_window: int = 1000,
+    ):
+        if backend not in BACKENDS:
+            raise ValueError(f"unknown backend {backend!r}: expected {list(BACKENDS)}")
+        self.name = name
+        self.base_path = Path(base_path)
+        self.backend = backend
+        self.pinned = pinned
+        self.drift_window = drift_window
+        self.current: Loaded | None = None
+        self.failed: dict[int, str] = {}  # version → why it did not load
+        self._poll_lock = threading.Lock()
+
+    def _complete(self, version: int) -> bool:
+        directory = self.base_path / str(version)
+        required = BACKENDS[self.backend].required_file
+        files = (directory / required, directory / METADATA_FILE)
+        return all(f.is_file() for f in files)
+
+    def target(self) -> int | None:
+        """The version that should be served now, or ``None``."""
+        versions = [v for v in list_versions(self.base_path) if self._complete(v)]
+        if self.pinned is not None:
+            return self.pinned if self.pinned in versions else None
+        versions = [v for v in versions if v not in self.failed]
+        return versions[-1] if versions else None
+
+    def poll(self) -> bool:
+        """Load the target version if it changed; return whether it did.
+
+        The current version keeps serving while the new one loads; a version
+        that fails to load is logged, remembered and skipped.
+        """
+        with self._poll_lock:
+            target = self.target()
+            current = self.current
+            if target == (current.version if current else None):
+                return False
+            if target is None:  # removed from disk: unload, as TF Serving does
+                self.current = None
+                log.warning("%s: nothing to serve in %s", self.name, self.base_path)
+                return True
+            try:
+                self.current = self._load(target)
+            except Exception as exc:  # a broken version must not stop the server
+                self.failed[target] = f"{type(exc).__name__}: {exc}"
+                log.error("%s: version %d failed to load: %s", self.name, target, exc)
+                return False
+            log.info("%s: serving version %d", self.name, target)
+            return True
+
+    def _load(self, version: int) -> Loaded:
+        import json
+
+        directory = self.base_path / str(version)
+        metadata = json.loads((directory / METADATA_FILE).read_text())
+        backend = BACKENDS[self.backend](directory)
+        stats = metadata.get("input_statistics")
+        monitor = DriftMonitor(stats, self.drift_window) if stats else None
+        return Loaded(version, backend, metadata, monitor)

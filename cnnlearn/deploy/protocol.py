@@ -1,0 +1,205 @@
+"""TF Serving's REST request and response formats, as pure functions (chapter 8).
+
+:func:`parse_predict` turns a ``:predict`` body into one NumPy batch, or raises
+:class:`ServingError` with the HTTP status and a message in TF Serving's words;
+:func:`status_body` and :func:`metadata_body` build the GET answers. No web
+framework and no TensorFlow here, so all of it is tested in-process.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+
+import numpy as np
+import orjson
+
+__all__ = [
+    "ParsedRequest",
+    "ServingError",
+    "decode_json",
+    "metadata_body",
+    "not_found",
+    "parse_predict",
+    "status_body",
+]
+
+_DTYPES = {"DT_FLOAT": np.float32, "DT_UINT8": np.uint8, "DT_STRING": bytes}
+
+
+class ServingError(Exception):
+    """A request the server refuses: ``status`` (4xx) and a one-line message."""
+
+    def __init__(self, status: int, message: str):
+        super().__init__(message)
+        self.status = status
+        self.message = message
+
+
+def not_found(model: str, version: int | None = None) -> ServingError:
+    """404 as TF Serving words it for an unknown model or version."""
+    what = f"Latest({model})" if version is None else f"Specific({model}, {version})"
+    return ServingError(404, f"Servable not found for request: {what}")
+
+
+def _bad(message: str) -> ServingError:
+    return ServingError(400, message)
+
+
+def decode_json(body: bytes):
+    """Parse a request body; malformed JSON (NaN and Infinity included) is a 400."""
+    try:
+        return orjson.loads(body)
+    except orjson.JSONDecodeError as exc:
+        raise _bad(f"JSON Parse error: {exc}") from None
+
+
+class ParsedRequest:
+    """A validated predict request: the signature, one batch, the answer's key."""
+
+    __slots__ = ("signature", "images", "key")
+
+    def __init__(self, signature: str, images: np.ndarray, key: str):
+        self.signature = signature  # "serving_default" or "serving_uint8"
+        self.images = images  # float32 in [0, 1] or uint8, (N, H, W, C)
+        self.key = key  # "predictions" (row format) or "outputs" (columnar)
+
+
+def _named(values, name: str, where: str):
+    """Unwrap ``{"image": x}`` (the named form) to ``x``."""
+    if isinstance(values, dict) and not (len(values) == 1 and "b64" in values):
+        if set(values) != {name}:
+            raise _bad(f"{where}: expected the input {name!r}, got {sorted(values)}")
+        return values[name]
+    return values
+
+
+def _rows(instances: list, name: str) -> list:
+    if instances and isinstance(instances[0], dict) and name in instances[0]:
+        return [_named(row, name, "instances") for row in instances]
+    return instances
+
+
+def _decode_b64(values, shape: tuple[int, ...]) -> np.ndarray:
+    size = int(np.prod(shape))
+    chunks = []
+    for value in values:
+        if not (isinstance(value, dict) and set(value) == {"b64"}):
+            raise _bad('expected binary values as {"b64": "<base64 string>"}')
+        if not isinstance(value["b64"], str):
+            raise _bad("the b64 value must be a string")
+        try:
+            raw = base64.b64decode(value["b64"], validate=True)
+        except (binascii.Error, ValueError) as exc:
+            raise _bad(f"Unable to base64 decode: {exc}") from None
+        if len(raw) != size:
+            raise _bad(f"expected {size} raw uint8 pixels per image, got {len(raw)}")
+        chunks.append(raw)
+    return np.frombuffer(b"".join(chunks), dtype=np.uint8).reshape(-1, *shape)
+
+
+def _to_array(values, dtype, name: str, shape: tuple[int, ...]) -> np.ndarray:
+    try:
+        array = np.asarray(values)
+    except (ValueError, TypeError, OverflowError):  # ragged nesting, huge ints
+        raise _bad(f"input {name!r}: ragged or mixed nested lists") from None
+    if array.dtype.kind not in "iuf":
+        raise _bad(f"input {name!r}: expected numbers, got JSON {array.dtype.kind!r}")
+    if array.shape[1:] != shape or array.ndim != len(shape) + 1:
+        want = ", ".join(["N", *map(str, shape)])
+        got = ", ".join(map(str, array.shape))
+        raise _bad(f"input {name!r}: expected shape [{want}], got [{got}]")
+    if dtype is np.uint8:
+        if array.dtype.kind == "f":
+            raise _bad(f"input {name!r} is DT_UINT8: expected integers, got floats")
+        if array.size and (array.min() < 0 or array.max() > 255):
+            raise _bad(f"input {name!r} is DT_UINT8: values must be in [0, 255]")
+        return array.astype(np.uint8)
+    array = array.astype(np.float32)
+    if not np.isfinite(array).all():
+        raise _bad(f"input {name!r}: NaN or infinite values")
+    if array.size and (array.min() < 0.0 or array.max() > 1.0):
+        raise _bad(f"input {name!r}: expected intensities in [0, 1]")
+    return array
+
+
+def parse_predict(doc, signatures: dict, max_batch: int) -> ParsedRequest:
+    """Validate a decoded ``:predict`` body against the model's signatures.
+
+    Accepts TF Serving's row format ``{"instances": [...]}`` and columnar format
+    ``{"inputs": ...}`` (never both), each plain or named (``{"image": ...}``),
+    with an optional ``"signature_name"``. Binary inputs (``serving_bytes``) come
+    as ``{"b64": ...}`` values and are decoded to uint8 images here.
+    """
+    if not isinstance(doc, dict):
+        raise _bad("expected a JSON object with 'instances' or 'inputs'")
+    if "instances" in doc and "inputs" in doc:
+        raise _bad(
+            "Not formatted correctly expecting only one of 'inputs' or "
+            "'instances' keys to exist"
+        )
+    if "instances" not in doc and "inputs" not in doc:
+        raise _bad("Missing 'inputs' or 'instances' key")
+    name = doc.get("signature_name", "serving_default")
+    if not isinstance(name, str) or name not in signatures:
+        raise _bad(f"Serving signature name: {name!r} not found in signature def")
+    (input_name, spec), *_ = signatures[name]["inputs"].items()
+    if "instances" in doc:
+        values, key = doc["instances"], "predictions"
+        if not isinstance(values, list):
+            raise _bad("'instances' must be a list, one entry per example")
+        values = _rows(values, input_name)
+    else:
+        values, key = _named(doc["inputs"], input_name, "inputs"), "outputs"
+    if not isinstance(values, list):
+        raise _bad(f"input {input_name!r}: expected a list (a batch of examples)")
+    if not values:
+        raise _bad(f"input {input_name!r}: empty batch, expected at least 1 example")
+    if len(values) > max_batch:
+        raise _bad(f"batch of {len(values)} exceeds the maximum batch of {max_batch}")
+    dtype = _DTYPES[spec["dtype"]]
+    image_shape = tuple(signatures["serving_default"]["inputs"]["image"]["shape"][1:])
+    if dtype is bytes:
+        return ParsedRequest("serving_uint8", _decode_b64(values, image_shape), key)
+    return ParsedRequest(name, _to_array(values, dtype, input_name, image_shape), key)
+
+
+def status_body(versions: list[int]) -> dict:
+    """``GET /v1/models/{name}``: TF Serving's ``model_version_status``."""
+    return {
+        "model_version_status": [
+            {
+                "version": str(v),
+                "state": "AVAILABLE",
+                "status": {"error_code": "OK", "error_message": ""},
+            }
+            for v in sorted(versions, reverse=True)
+        ]
+    }
+
+
+def _tensor_info(signature: str, name: str, spec: dict) -> dict:
+    return {
+        "dtype": spec["dtype"],
+        "tensor_shape": {
+            "dim": [{"size": str(d), "name": ""} for d in spec["shape"]],
+            "unknown_rank": False,
+        },
+        "name": f"{signature}_{name}:0",
+    }
+
+
+def metadata_body(model: str, version: int, signatures: dict) -> dict:
+    """``GET .../metadata``: TF Serving's model spec and signature defs."""
+    defs = {
+        sig: {
+            "inputs": {k: _tensor_info(sig, k, v) for k, v in d["inputs"].items()},
+            "outputs": {k: _tensor_info(sig, k, v) for k, v in d["outputs"].items()},
+            "method_name": "tensorflow/serving/predict",
+        }
+        for sig, d in signatures.items()
+    }
+    return {
+        "model_spec": {"name": model, "signature_name": "", "version": str(version)},
+        "metadata": {"signature_def": {"signature_def": defs}},
+    }

@@ -1,0 +1,219 @@
+"""A local multi-worker launcher: ``cnnlearn launch --workers N -- train ...``.
+
+It starts ``N`` real worker processes on 127.0.0.1, each with a ``TF_CONFIG``
+naming the whole cluster (free ports) and its own task, streams their output
+with a ``[worker i]`` prefix, and fails as soon as any worker fails, stopping
+the others. Every worker runs in its own process group and is killed with it
+when the launch ends, times out or is interrupted: nothing stays running.
+
+It is for demos and tests on one machine. Real clusters (a Kubernetes TFJob,
+Vertex AI custom training) start the workers and set ``TF_CONFIG`` themselves;
+the training code is the same. Used in chapter 5.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+from cnnlearn._io import write_json
+
+__all__ = ["LaunchResult", "free_ports", "launch", "tf_config", "worker_command"]
+
+
+@dataclass
+class LaunchResult:
+    """What :func:`launch` returns, and writes to ``launch.json``."""
+
+    workers: int
+    ports: list[int]
+    command: list[str]
+    returncodes: list[int | None]
+    seconds: float
+    ok: bool
+    failed: str = ""
+    pids: list[int] = field(default_factory=list)
+
+
+def free_ports(n: int, host: str = "127.0.0.1") -> list[int]:
+    """``n`` distinct TCP ports that were free on ``host`` a moment ago."""
+    sockets = []
+    try:
+        for _ in range(n):
+            s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+            s.bind((host, 0))
+            sockets.append(s)
+        return [s.getsockname()[1] for s in sockets]
+    finally:
+        for s in sockets:
+            s.close()
+
+
+def tf_config(ports: list[int], index: int, host: str = "127.0.0.1") -> dict:
+    """The ``TF_CONFIG`` of worker ``index`` in a cluster of workers on ``ports``."""
+    if not 0 <= index < len(ports):
+        raise ValueError(f"worker index {index} outside 0..{len(ports) - 1}")
+    return {
+        "cluster": {"worker": [f"{host}:{port}" for port in ports]},
+        "task": {"type": "worker", "index": index},
+    }
+
+
+def worker_command(args: list[str]) -> list[str]:
+    """The command each worker runs, from what follows ``--``.
+
+    ``train ...`` (any cnnlearn verb) runs ``python -m cnnlearn.cli train ...``,
+    with ``--strategy multi_worker`` added to ``train`` unless given;
+    ``script.py ...`` runs the script with this Python; anything else runs as is.
+    """
+    if not args:
+        raise ValueError("nothing to launch: give a command after --, e.g. -- train")
+    if args[0] in ("train", "evaluate"):
+        args = list(args)
+        if args[0] == "train" and not any(a.startswith("--strategy") for a in args):
+            args += ["--strategy", "multi_worker"]
+        return [sys.executable, "-m", "cnnlearn.cli", *args]
+    if args[0].endswith(".py"):
+        return [sys.executable, *args]
+    return list(args)
+
+
+def _stream(pipe, prefix: str, sink, lock: threading.Lock) -> None:
+    for line in iter(pipe.readline, ""):
+        with lock:
+            sink.write(f"{prefix}{line}")
+            sink.flush()
+    pipe.close()
+
+
+def _terminate(signum, frame):
+    raise SystemExit(128 + signum)
+
+
+def _kill_group(proc: subprocess.Popen) -> None:
+    with contextlib.suppress(ProcessLookupError, PermissionError):
+        os.killpg(proc.pid, signal.SIGKILL)
+
+
+def launch(
+    command: list[str],
+    workers: int = 2,
+    *,
+    timeout: float = 600.0,
+    env: dict[str, str] | None = None,
+    worker_env: dict[int, dict[str, str]] | None = None,
+    output_dir: str | Path | None = None,
+    sink=None,
+) -> LaunchResult:
+    """Run ``command`` as ``workers`` cooperating processes on 127.0.0.1.
+
+    Parameters
+    ----------
+    command
+        What follows ``--`` on the command line (see :func:`worker_command`).
+    timeout
+        Seconds before every worker is killed and the launch fails.
+    env, worker_env
+        Extra environment for all workers, and per worker index.
+    output_dir
+        Where ``launch.json`` (ports, pids, return codes, seconds) goes; the pids
+        are written as soon as the workers start.
+    sink
+        Where the prefixed worker output goes (default: stderr).
+
+    Returns
+    -------
+    LaunchResult
+        ``ok`` is true when every worker exited 0.
+    """
+    if workers < 1:
+        raise ValueError(f"workers must be >= 1, got {workers}")
+    if timeout <= 0:
+        raise ValueError(f"timeout must be > 0, got {timeout}")
+    argv = worker_command(command)
+    sink = sink or sys.stderr
+    ports = free_ports(workers)
+    report_path = Path(output_dir) / "launch.json" if output_dir else None
+    if report_path:
+        report_path.parent.mkdir(parents=True, exist_ok=True)
+    previous = None
+    if threading.current_thread() is threading.main_thread():
+        previous = signal.signal(signal.SIGTERM, _terminate)  # → the finally below
+    procs: list[subprocess.Popen] = []
+    threads: list[threading.Thread] = []
+    lock = threading.Lock()
+    start = time.perf_counter()
+    failed = ""
+    try:
+        for index in range(workers):
+            worker_vars = {
+                **os.environ,
+                **(env or {}),
+                **((worker_env or {}).get(index, {})),
+                "TF_CONFIG": json.dumps(tf_config(ports, index)),
+                "PYTHONUNBUFFERED": "1",
+            }
+            proc = subprocess.Popen(
+                argv,
+                env=worker_vars,
+                stdout=subprocess.PIPE,
+                stderr=subprocess.STDOUT,
+                text=True,
+                bufsize=1,
+                start_new_session=True,  # its own process group, killed as one
+            )
+            procs.append(proc)
+            thread = threading.Thread(
+                target=_stream, args=(proc.stdout, f"[worker {index}] ", sink, lock)
+            )
+            thread.daemon = True
+            thread.start()
+            threads.append(thread)
+        if report_path:
+            write_json(report_path, {"ports": ports, "pids": [p.pid for p in procs]})
+        deadline = start + timeout
+        while True:
+            codes = [p.poll() for p in procs]
+            bad = [(i, c) for i, c in enumerate(codes) if c not in (None, 0)]
+            if bad:
+                failed = ", ".join(f"worker {i} exited with {c}" for i, c in bad)
+                break
+            if all(c == 0 for c in codes):
+                break
+            if time.perf_counter() > deadline:
+                failed = f"timed out after {timeout:g} s"
+                break
+            time.sleep(0.1)
+    finally:
+        for proc in procs:  # the survivors would wait for the dead one forever
+            if proc.poll() is None or failed:
+                _kill_group(proc)
+        for proc in procs:
+            with contextlib.suppress(subprocess.TimeoutExpired):
+                proc.wait(timeout=10)
+        for thread in threads:
+            thread.join(timeout=5)
+        if previous is not None:
+            signal.signal(signal.SIGTERM, previous)
+    result = LaunchResult(
+        workers=workers,
+        ports=ports,
+        command=argv,
+        returncodes=[p.returncode for p in procs],
+        seconds=time.perf_counter() - start,
+        ok=not failed,
+        failed=failed,
+        pids=[p.pid for p in procs],
+    )
+    if report_path:
+        write_json(report_path, asdict(result))
+    return result

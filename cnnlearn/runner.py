@@ -1,0 +1,220 @@
+"""Run the book's chapters with papermill: ``cnnlearn book run`` (chapter 5).
+
+The same chapters run on a laptop CPU, a GPU box or a TPU: only the injected
+parameters change (``device``, ``precision`` where a chapter has it, and any
+``--param NAME=VALUE``). Each executed notebook is written under the output
+directory, never over the committed one, and ``summary.json`` records per
+chapter the parameters, the duration, the key metrics the chapter wrote (the
+numbers in its ``metrics.json`` files) and whether it passed.
+"""
+
+from __future__ import annotations
+
+import ast
+import platform
+import time
+from pathlib import Path
+
+from cnnlearn._io import write_json
+
+__all__ = ["BOOK_DIR", "find_chapters", "parse_params", "plan", "run_book"]
+
+BOOK_DIR = Path(__file__).resolve().parent.parent / "book"
+
+
+def parse_params(items: list[str]) -> dict:
+    """``["epochs=10", "dataset=fashion_mnist"]`` → ``{"epochs": 10, ...}``.
+
+    Values are read as Python literals where they are one (numbers, ``None``,
+    ``True``, quoted strings, lists), else kept as strings.
+    """
+    params = {}
+    for item in items:
+        name, sep, text = item.partition("=")
+        if not sep or not name.strip().isidentifier():
+            raise ValueError(f"expected --param NAME=VALUE, got {item!r}")
+        try:
+            value = ast.literal_eval(text)
+        except (ValueError, SyntaxError):
+            value = text
+        params[name.strip()] = value
+    return params
+
+
+def find_chapters(names: list[str], book_dir: str | Path | None = None) -> list[Path]:
+    """The chapter notebooks named by number (``"04"``, ``"4"``), stem
+    (``"04_mnist_training"``) or path; all of them for an empty list."""
+    book = Path(book_dir) if book_dir is not None else BOOK_DIR
+    chapters = sorted(book.glob("*.ipynb"))
+    if not chapters:
+        raise FileNotFoundError(f"no chapter notebooks (*.ipynb) in {book}")
+    if not names:
+        return chapters
+    found = []
+    for name in names:
+        stem = Path(name).stem
+        matches = [
+            c
+            for c in chapters
+            if c.stem == stem
+            or (stem.isdigit() and c.stem.split("_")[0].lstrip("0") == stem.lstrip("0"))
+        ]
+        if len(matches) != 1:
+            known = ", ".join(c.stem for c in chapters)
+            raise ValueError(f"unknown chapter {name!r}: expected one of {known}")
+        found.append(matches[0])
+    return found
+
+
+def plan(
+    chapters: list[Path],
+    device: str = "auto",
+    precision: str | None = None,
+    params: dict | None = None,
+) -> list[dict]:
+    """Check the parameters against each chapter's ``parameters`` cell
+    (``papermill.inspect_notebook``) before anything runs.
+
+    A parameter is injected into the chapters that declare it; one that no
+    selected chapter declares is an error. Returns per chapter the parameters
+    to inject and those skipped.
+    """
+    import papermill
+
+    wanted = {"device": device, **(params or {})}
+    if precision is not None:
+        wanted["precision"] = precision
+    declared = {c: set(papermill.inspect_notebook(str(c))) for c in chapters}
+    everywhere = set().union(*declared.values())
+    unknown = sorted(set(params or {}) - everywhere)
+    if unknown:
+        raise ValueError(
+            f"unknown parameter(s) {', '.join(unknown)}: the chapters "
+            f"{', '.join(c.stem for c in chapters)} declare {sorted(everywhere)}"
+        )
+    steps = []
+    for chapter in chapters:
+        names = declared[chapter]
+        if "device" not in names or "output_dir" not in names:
+            raise ValueError(
+                f"{chapter.name}: its parameters cell lacks device or output_dir"
+            )
+        steps.append(
+            {
+                "chapter": chapter.stem,
+                "path": chapter,
+                "parameters": {k: v for k, v in wanted.items() if k in names},
+                "skipped": sorted(k for k in wanted if k not in names),
+            }
+        )
+    return steps
+
+
+def _key_metrics(directory: Path) -> dict:
+    """The scalar numbers of every ``metrics.json`` a chapter wrote."""
+    import json
+
+    found = {}
+    for path in sorted(directory.rglob("metrics.json")):
+        try:
+            data = json.loads(path.read_text())
+        except (OSError, ValueError):
+            continue
+        scalars = {
+            k: v
+            for k, v in data.items()
+            if isinstance(v, (int, float, str, bool)) and not isinstance(v, dict)
+        }
+        found[str(path.parent.relative_to(directory)) or "."] = scalars
+    return found
+
+
+def _guard(output: Path, book: Path) -> None:
+    output = output.resolve()
+    if output == book.resolve() or book.resolve() in output.parents:
+        raise ValueError(
+            f"output directory {output} is inside the book ({book}): the runner "
+            "never overwrites the committed notebooks; choose another directory"
+        )
+
+
+def run_book(
+    chapters: list[str] | None = None,
+    *,
+    output_dir: str | Path,
+    device: str = "auto",
+    precision: str | None = None,
+    params: dict | None = None,
+    timeout: float = 1800.0,
+    book_dir: str | Path | None = None,
+    kernel_name: str = "python3",
+) -> dict:
+    """Execute chapters with papermill; write them and ``summary.json``.
+
+    Parameters
+    ----------
+    chapters
+        Names for :func:`find_chapters`; all chapters when empty.
+    output_dir
+        Gets ``<chapter>.ipynb`` (executed), ``<chapter>/`` (the chapter's own
+        ``output_dir``) and ``summary.json``. It may not lie inside the book.
+    device, precision, params
+        Injected where a chapter's ``parameters`` cell declares them (see
+        :func:`plan`); ``precision=None`` leaves each chapter's default.
+    timeout
+        Seconds per cell.
+
+    Returns
+    -------
+    dict
+        The summary: per chapter ``parameters``, ``skipped_parameters``,
+        ``seconds``, ``ok``, ``error`` and ``metrics``. A failed chapter does not
+        stop the others. Used in chapter 5.
+    """
+    import papermill
+
+    from cnnlearn.train import versions
+
+    book = Path(book_dir) if book_dir is not None else BOOK_DIR
+    out = Path(output_dir)
+    _guard(out, book)
+    steps = plan(find_chapters(chapters or [], book), device, precision, params)
+    out.mkdir(parents=True, exist_ok=True)
+    summary = {
+        "device": device,
+        "precision": precision,
+        "parameters": params or {},
+        "machine": {"platform": platform.platform(), "processor": platform.machine()},
+        "versions": versions(),
+        "chapters": [],
+    }
+    for step in steps:
+        chapter_out = (out / step["chapter"]).resolve()
+        injected = {**step["parameters"], "output_dir": str(chapter_out)}
+        executed = out / f"{step['chapter']}.ipynb"
+        record = {
+            "chapter": step["chapter"],
+            "executed": str(executed),
+            "parameters": injected,
+            "skipped_parameters": step["skipped"],
+        }
+        start = time.perf_counter()
+        try:
+            papermill.execute_notebook(
+                str(step["path"]),
+                str(executed),
+                parameters=injected,
+                cwd=str(book),
+                kernel_name=kernel_name,
+                progress_bar=False,
+                execution_timeout=timeout,
+            )
+            record.update(ok=True, error="")
+        except Exception as exc:  # noqa: BLE001  (recorded: the others still run)
+            text = f"{type(exc).__name__}: {' '.join(str(exc).split())}"
+            record.update(ok=False, error=text[:2000])
+        record["seconds"] = time.perf_counter() - start
+        record["metrics"] = _key_metrics(chapter_out) if chapter_out.is_dir() else {}
+        summary["chapters"].append(record)
+        write_json(out / "summary.json", summary)
+    return summary

@@ -1,0 +1,56 @@
+"""Automated hyperparameter search with KerasTuner (chapter 7).
+
+:func:`search_space` turns KerasTuner hyperparameters into a CNN: the number of
+convolution blocks, filters per block, kernel size, batch norm, dropout, dense
+units, learning rate (log scale) and optimizer. :class:`CNNHyperModel` adds a
+parameter budget, so that "better" cannot simply mean "bigger": an over-budget
+model is rejected before it trains (``"reject"``) or has its score cut
+(``"penalize"``). :func:`run_search` runs Hyperband, RandomSearch or Bayesian
+optimization (KerasTuner's, not ours) on a fraction of the training set,
+retrains the best configuration on the full training set, evaluates it on the
+test set once and writes ``trials.csv``, ``best_hparams.json``,
+``best_model.keras`` and ``search.json``. A search resumes: run it again on the
+same directory and finished trials are read back, not retrained.
+"""
+
+from cnnlearn.tune.search import (
+    SearchResult,
+    fit_and_test,
+    make_tuner,
+    retrain,
+    run_search,
+    summarize,
+    trials_table,
+)
+from cnnlearn.tune.space import (
+    ALGORITHMS,
+    BUDGET_POLICIES,
+    CNNHyperModel,
+    build_model,
+    check_budget,
+    count_params,
+    sample_configurations,
+    search_space,
+    smallest_params,
+    space_table,
+)
+
+__all__ = [
+    "ALGORITHMS",
+    "BUDGET_POLICIES",
+    "CNNHyperModel",
+    "SearchResult",
+    "build_model",
+    "check_budget",
+    "count_params",
+    "fit_and_test",
+    "make_tuner",
+    "retrain",
+    "run_search",
+    "sample_configurations",
+    "search_space",
+    "smallest_params",
+    "space_table",
+    "summarize",
+    "trials_table",
+]

@@ -1,0 +1,403 @@
+"""Running a search, resuming it, and retraining the winner (chapter 7)."""
+
+from __future__ import annotations
+
+import csv
+import json
+import time
+import warnings
+from dataclasses import dataclass
+from pathlib import Path
+
+import cnnlearn._tf  # noqa: F401  (quiet TensorFlow start-up; before Keras)
+
+# isort: split
+import keras
+import keras_tuner as kt
+import numpy as np
+
+from cnnlearn._io import atomic_path, write_json
+from cnnlearn.tune.space import ALGORITHMS, CNNHyperModel, build_model, count_params
+
+
+def make_tuner(
+    algorithm: str,
+    hypermodel: CNNHyperModel,
+    directory: str | Path,
+    *,
+    max_trials: int = 10,
+    max_epochs: int = 9,
+    executions_per_trial: int = 1,
+    seed: int = 0,
+    overwrite: bool = False,
+) -> kt.Tuner:
+    """A KerasTuner tuner that maximizes ``val_accuracy`` (chapter 7).
+
+    ``algorithm`` is ``"hyperband"`` (``max_epochs`` is the most any model
+    trains, factor 3, one iteration), ``"random"`` or ``"bayesian"`` (at most
+    ``max_trials`` trials; the Bayesian tuner samples 5 at random, then lets its
+    Gaussian process choose, where KerasTuner's default would be 3 random
+    trials per hyperparameter). The state lives in ``directory/<algorithm>``;
+    with ``overwrite=False`` an existing state there is reloaded.
+    """
+    common = {
+        "objective": kt.Objective("val_accuracy", "max"),
+        "seed": seed,
+        "executions_per_trial": executions_per_trial,
+        "directory": str(directory),
+        "project_name": algorithm,
+        "overwrite": overwrite,
+        "max_consecutive_failed_trials": 10,
+    }
+    if algorithm == "hyperband":
+        return kt.Hyperband(hypermodel, max_epochs=max_epochs, factor=3, **common)
+    if algorithm == "random":
+        return kt.RandomSearch(hypermodel, max_trials=max_trials, **common)
+    if algorithm == "bayesian":
+        return kt.BayesianOptimization(
+            hypermodel, max_trials=max_trials, num_initial_points=5, **common
+        )
+    raise ValueError(f"unknown algorithm {algorithm!r}: expected one of {ALGORITHMS}")
+
+
+def trials_table(tuner: kt.Tuner) -> list[dict]:
+    """One row per trial, in the order they were created: a tidy table.
+
+    Columns: ``trial``, ``status``, ``continues`` (the Hyperband trial whose
+    weights it starts from), the hyperparameters (empty when inactive),
+    ``params``, ``epochs`` (trained in this trial), ``val_accuracy`` (the best
+    epoch's, before any penalty), ``score``, ``seconds`` and ``cpu_seconds``
+    (training and validation only, not the tuner's own work).
+    """
+    names = [hp.name for hp in tuner.oracle.get_space().space]
+    rows = []
+    for trial_id in sorted(tuner.oracle.trials, key=int):
+        trial = tuner.oracle.trials[trial_id]
+        values = trial.hyperparameters.values
+
+        def metric(name, trial=trial):
+            found = trial.metrics.exists(name)
+            return float(trial.metrics.get_last_value(name)) if found else None
+
+        raw = metric("raw_val_accuracy")
+        rows.append(
+            {
+                "trial": int(trial_id),
+                "status": trial.status,
+                "continues": values.get("tuner/trial_id", ""),
+                **{n: values.get(n, "") for n in names if not n.startswith("tuner/")},
+                "params": int(metric("params") or count_params(values)),
+                "epochs": int(metric("epochs") or 0),
+                "val_accuracy": raw if raw is not None else metric("val_accuracy"),
+                "score": None if trial.score is None else float(trial.score),
+                "seconds": metric("seconds"),
+                "cpu_seconds": metric("cpu_seconds"),
+            }
+        )
+    return rows
+
+
+def summarize(trials: list[dict]) -> dict:
+    """One row that sums up a search's trial table (chapter 7).
+
+    The number of trials, of those rejected for the parameter budget (trained
+    no epoch), the epochs spent, and the best trial's validation accuracy and
+    size (best by score, which differs under the ``"penalize"`` policy).
+    """
+    trained = [t for t in trials if t["epochs"]]
+    best = max(trained, key=lambda t: t.get("score") or t["val_accuracy"], default=None)
+    return {
+        "trials": len(trials),
+        "rejected": len(trials) - len(trained),
+        "epochs": sum(t["epochs"] for t in trials),
+        "best val accuracy": "—" if best is None else f"{best['val_accuracy']:.2%}",
+        "best params": "—" if best is None else f"{best['params']:,}",
+    }
+
+
+def write_csv(path: str | Path, rows: list[dict]) -> None:
+    """Write dict rows as CSV (the union of their keys as columns), atomically."""
+    columns = list(dict.fromkeys(k for row in rows for k in row))
+    with atomic_path(path) as tmp, open(tmp, "w", newline="") as f:
+        writer = csv.DictWriter(f, fieldnames=columns)
+        writer.writeheader()
+        writer.writerows(rows)
+
+
+@dataclass
+class SearchResult:
+    """What :func:`run_search` returns (and writes into ``directory``)."""
+
+    algorithm: str
+    trials: list[dict]
+    best_hparams: dict
+    report: dict
+    model: keras.Model | None
+
+    @property
+    def epochs_spent(self) -> int:
+        return sum(row["epochs"] for row in self.trials)
+
+
+def fit_and_test(
+    model: keras.Model,
+    x: np.ndarray,
+    y: np.ndarray,
+    x_test: np.ndarray,
+    y_test: np.ndarray,
+    *,
+    epochs: int,
+    batch_size: int = 128,
+    seed: int = 0,
+    device: str = "auto",
+    verbose: int = 0,
+) -> dict:
+    """Train a compiled ``model`` on all of ``(x, y)``, then test it once.
+
+    No validation hold-out: the search is over. The same loop retrains the
+    tuned model and the seed CNN in the benchmark, so they are compared like
+    with like. Returns the parameter count, seconds per epoch and accuracies.
+    """
+    from cnnlearn import compute, train
+
+    keras.utils.set_random_seed(seed)
+    with compute.device_scope(compute.resolve_device(device)):
+        history = model.fit(
+            x,
+            y,
+            epochs=epochs,
+            batch_size=batch_size,
+            callbacks=[train.EpochTimer()],
+            verbose=verbose,
+        ).history
+    evaluation = train.evaluate(model, x_test, y_test)
+    seconds = [float(s) for s in history["seconds"]]
+    return {
+        "params": int(model.count_params()),
+        "epochs": epochs,
+        "batch_size": batch_size,
+        "n_train": len(x),
+        "train_seconds": sum(seconds),
+        "seconds_per_epoch": seconds,
+        "train_accuracy": float(history["accuracy"][-1]),
+        "test_accuracy": evaluation.accuracy,
+        "test_loss": evaluation.loss,
+    }
+
+
+def retrain(
+    values: dict,
+    x: np.ndarray,
+    y: np.ndarray,
+    x_test: np.ndarray,
+    y_test: np.ndarray,
+    *,
+    seed: int = 0,
+    **kwargs,
+) -> tuple[keras.Model, dict]:
+    """Build the configuration ``values`` afresh (seeded), train it on ``(x, y)``
+    and test it once (:func:`fit_and_test`). Returns the model and the report."""
+    keras.utils.set_random_seed(seed)
+    model = build_model(values, x.shape[1:])
+    return model, fit_and_test(model, x, y, x_test, y_test, seed=seed, **kwargs)
+
+
+def _search(tuner, hypermodel, algorithm, max_epochs, epoch_budget, fit_kwargs):
+    """Run the search; random and Bayesian search until ``epoch_budget`` is spent."""
+    with warnings.catch_warnings():
+        # Hyperband resumes a trial from weights saved without optimizer state.
+        warnings.filterwarnings("ignore", "Skipping variable loading for optimizer")
+        if algorithm == "hyperband" or epoch_budget is None:
+            tuner.search(**fit_kwargs, epochs=max_epochs, verbose=0)
+            return
+        for _ in range(20):  # each round adds trials; rejected ones cost no epochs
+            spent = sum(row["epochs"] for row in trials_table(tuner))
+            if spent + max_epochs > epoch_budget:
+                return
+            more = (epoch_budget - spent) // max_epochs  # never past the budget
+            tuner.oracle.max_trials = len(tuner.oracle.trials) + more
+            tuner.search(**fit_kwargs, epochs=max_epochs, verbose=0)
+
+
+def run_search(
+    algorithm: str = "hyperband",
+    *,
+    directory: str | Path,
+    max_trials: int = 10,
+    max_epochs: int = 3,
+    epoch_budget: int | None = None,
+    data_fraction: float = 0.2,
+    executions_per_trial: int = 1,
+    seed: int = 0,
+    param_budget: int | None = None,
+    budget_policy: str = "reject",
+    batch_size: int = 128,
+    validation_split: float = 0.1,
+    final_epochs: int = 10,
+    retrain_best: bool = True,
+    dataset: str = "mnist",
+    data_dir: str | Path | None = None,
+    device: str = "auto",
+    verbose: int = 1,
+) -> SearchResult:
+    """Search, retrain the best configuration on all training images, test it once.
+
+    This is ``cnnlearn tune`` as a function (chapter 7).
+
+    Parameters
+    ----------
+    algorithm
+        ``"hyperband"``, ``"random"`` or ``"bayesian"`` (KerasTuner's tuners).
+    directory
+        Output directory: the tuner's state (``directory/<algorithm>/``),
+        ``trials.csv``, ``best_hparams.json``, ``best_model.keras`` and
+        ``search.json``. Run again on it and the search resumes.
+    max_trials, max_epochs
+        Random and Bayesian search: at most ``max_trials`` trials of
+        ``max_epochs`` epochs each. Hyperband: ``max_epochs`` is the most any
+        model trains; it sets the number of trials itself.
+    epoch_budget
+        Random and Bayesian search: add trials until this many training epochs
+        are spent (ignores ``max_trials``). The chapter gives them the epochs
+        Hyperband spent: an equal budget.
+    data_fraction
+        The search trains on this seeded share of the training set, of which
+        ``validation_split`` is held out for the ``val_accuracy`` it ranks by.
+    param_budget, budget_policy
+        Models over ``param_budget`` parameters are rejected or penalized (see
+        :class:`CNNHyperModel`). An impossible budget raises ``ValueError``.
+    final_epochs, batch_size
+        The retraining of the best configuration on the full training set.
+        ``retrain_best=False`` skips it (no model, no test accuracy). If a
+        previous run in ``directory`` retrained the same configuration the
+        same way, its model is reused, not retrained.
+    """
+    from cnnlearn import compute, data, train
+
+    if algorithm not in ALGORITHMS:
+        raise ValueError(
+            f"unknown algorithm {algorithm!r}: expected one of {ALGORITHMS}"
+        )
+    for name, value in (("max_trials", max_trials), ("max_epochs", max_epochs)):
+        if value < 1:
+            raise ValueError(f"{name} must be >= 1, got {value}")
+    compute.resolve_device(device)  # fail before loading data
+    hypermodel = CNNHyperModel(
+        param_budget=param_budget,
+        policy=budget_policy,
+        batch_size=batch_size,
+        verbose=verbose,
+    )
+    out = Path(directory)
+    (x_train, y_train), (x_test, y_test) = data.load_dataset(dataset, data_dir)
+    x_train, x_test = data.preprocess_images(x_train), data.preprocess_images(x_test)
+    xs, ys = data.take_fraction(x_train, y_train, data_fraction, seed)
+    (x_fit, y_fit), val = train.split_validation(xs, ys, validation_split, seed)
+    if val is None:
+        raise ValueError("the search needs a validation_split > 0 to rank trials")
+    keras.utils.set_random_seed(seed)
+    tuner = make_tuner(
+        algorithm,
+        hypermodel,
+        out,
+        max_trials=max_trials,
+        max_epochs=max_epochs,
+        executions_per_trial=executions_per_trial,
+        seed=seed,
+    )
+    _log(verbose, f"{algorithm} search on {len(x_fit):,} images → {out / algorithm}")
+    start = time.perf_counter()
+    fit_kwargs = {"x": x_fit, "y": y_fit, "validation_data": val}
+    with compute.device_scope(compute.resolve_device(device)):
+        _search(tuner, hypermodel, algorithm, max_epochs, epoch_budget, fit_kwargs)
+    trials = trials_table(tuner)
+    completed = [t for t in trials if t["status"] == "COMPLETED" and t["epochs"]]
+    if not completed:
+        raise ValueError(
+            f"no trial trained within the parameter budget {param_budget}: "
+            "raise the budget or the number of trials"
+        )
+    best_trial = tuner.oracle.get_best_trials(1)[0]
+    best = {
+        k: v
+        for k, v in best_trial.hyperparameters.values.items()
+        if not k.startswith("tuner/")
+    }
+    best_row = next(t for t in trials if t["trial"] == int(best_trial.trial_id))
+    out.mkdir(parents=True, exist_ok=True)
+    write_csv(out / "trials.csv", trials)
+    best_info = {
+        "algorithm": algorithm,
+        "trial": best_row["trial"],
+        "hyperparameters": best,
+        "params": best_row["params"],
+        "val_accuracy": best_row["val_accuracy"],
+    }
+    write_json(out / "best_hparams.json", best_info)
+    report = {
+        "algorithm": algorithm,
+        "dataset": dataset,
+        "data_fraction": data_fraction,
+        "n_search_train": len(x_fit),
+        "n_search_val": len(val[0]),
+        "seed": seed,
+        "param_budget": param_budget,
+        "budget_policy": budget_policy,
+        "max_trials": max_trials,
+        "max_epochs": max_epochs,
+        "epoch_budget": epoch_budget,
+        "executions_per_trial": executions_per_trial,
+        "trials": len(trials),
+        "epochs_spent": sum(t["epochs"] for t in trials),
+        "trial_seconds": sum(t["seconds"] or 0.0 for t in trials),
+        "trial_cpu_minutes": sum(t["cpu_seconds"] or 0.0 for t in trials) / 60,
+        "search_seconds_this_run": time.perf_counter() - start,
+        "best": best_info,
+        "versions": train.versions(),
+    }
+    model, final = None, None
+    if retrain_best:
+        model, final = _retrain_or_reuse(out, best, final_epochs, batch_size, seed)
+        if model is None:
+            _log(verbose, f"retraining the best configuration ({final_epochs} epochs)")
+            model, final = retrain(
+                best,
+                x_train,
+                y_train,
+                x_test,
+                y_test,
+                epochs=final_epochs,
+                batch_size=batch_size,
+                seed=seed,
+                device=device,
+            )
+            with atomic_path(out / "best_model.keras") as tmp:
+                model.save(tmp)
+        final["hyperparameters"] = best
+        _log(verbose, f"best model: test accuracy {final['test_accuracy']:.4f}")
+    report["final"] = final
+    write_json(out / "search.json", report)
+    return SearchResult(algorithm, trials, best, report, model)
+
+
+def _retrain_or_reuse(out: Path, best: dict, epochs: int, batch_size: int, seed: int):
+    """The model a previous run retrained, if it matches; else ``(None, None)``."""
+    path, previous = out / "best_model.keras", out / "search.json"
+    if not (path.is_file() and previous.is_file()):
+        return None, None
+    final = json.loads(previous.read_text()).get("final") or {}
+    same = (
+        final.get("hyperparameters") == best
+        and final.get("epochs") == epochs
+        and final.get("batch_size") == batch_size
+        and json.loads(previous.read_text()).get("seed") == seed
+    )
+    if not same:
+        return None, None
+    print(f"best configuration unchanged: reusing {path}", flush=True)
+    return keras.models.load_model(path), final
+
+
+def _log(verbose: int, line: str) -> None:
+    if verbose:
+        print(line, flush=True)

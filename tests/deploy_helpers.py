@@ -1,0 +1,110 @@
+"""Shared set-up for the tests of cnnlearn.deploy: two small trained models on
+real MNIST, version 1 exported once per session, and a server subprocess that is
+always stopped."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import shutil
+import subprocess
+import sys
+import time
+import urllib.request
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+from conftest import REPO
+
+
+@dataclass
+class Built:
+    """What :func:`build` made: models A and B, test images, an exported v1."""
+
+    model_a: object
+    model_b: object
+    x_train: np.ndarray  # float, a 10 % sample
+    x_test: np.ndarray  # float, 200 real test images
+    x_test_uint8: np.ndarray
+    y_test: np.ndarray
+    base: Path  # base path: base / "mnist" / "1" holds model A
+    keras_a: Path
+    keras_b: Path
+
+
+_BUILT: dict[str, Built] = {}
+
+
+def build(root: Path, data_dir: Path) -> Built:
+    """Train two seed CNNs for one epoch on 10 % of MNIST and export A as v1."""
+    if "built" in _BUILT:
+        return _BUILT["built"]
+    from cnnlearn import data, models, train
+    from cnnlearn.deploy import export
+
+    (x_train, y_train), (x_test, y_test) = data.load_dataset("mnist", data_dir)
+    x_train, y_train = data.take_fraction(x_train, y_train, 0.1, seed=0)
+    xf = data.preprocess_images(x_train)
+    trained = []
+    for seed in (0, 1):
+        model = models.get_model("seed", seed=seed)
+        train.fit(model, xf, y_train, epochs=1, batch_size=128, seed=seed, verbose=0)
+        trained.append(model)
+    root.mkdir(parents=True, exist_ok=True)
+    trained[0].save(root / "a.keras")
+    trained[1].save(root / "b.keras")
+    base = root / "models"
+    export.export_version(trained[0], base, "mnist", train_images=xf)
+    x_u8 = data.check_images(x_test[:200])
+    _BUILT["built"] = Built(
+        trained[0],
+        trained[1],
+        xf,
+        data.preprocess_images(x_test[:200]),
+        x_u8,
+        y_test[:200],
+        base,
+        root / "a.keras",
+        root / "b.keras",
+    )
+    return _BUILT["built"]
+
+
+def copy_models(built: Built, dest: Path) -> Path:
+    """A private copy of the base path, for tests that add or remove versions."""
+    shutil.copytree(built.base, dest)
+    return dest
+
+
+@contextlib.contextmanager
+def running_server(model_dir: Path, out: Path, *args: str, timeout: float = 90.0):
+    """``cnnlearn serve`` on a free loopback port; yields the URL; always stops it."""
+    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+    log = open(out.parent / f"{out.name}.log", "wb")  # noqa: SIM115
+    cmd = [sys.executable, "-m", "cnnlearn.cli", "serve", "--port", "0"]
+    cmd += ["--model-base-path", str(model_dir), "--output", str(out), *args]
+    proc = subprocess.Popen(cmd, cwd=REPO, env=env, stdout=log, stderr=log)
+    try:
+        ready = out / "server.json"
+        deadline = time.monotonic() + timeout
+        while not ready.is_file():
+            if proc.poll() is not None:
+                raise RuntimeError(f"server exited with {proc.returncode}")
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"server not ready after {timeout} s")
+            time.sleep(0.1)
+        url = json.loads(ready.read_text())["url"]
+        with urllib.request.urlopen(f"{url}/v1/models/mnist", timeout=30) as r:
+            assert r.status == 200
+        yield url, proc
+    finally:
+        if proc.poll() is None:
+            proc.terminate()
+            try:
+                proc.wait(timeout=15)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait(timeout=15)
+        log.close()

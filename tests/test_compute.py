@@ -1,0 +1,111 @@
+from __future__ import annotations
+
+import keras
+import numpy as np
+import pytest
+
+from cnnlearn import compute, models
+
+X86_BF16 = {"fpu", "avx2", "avx512f", "avx512_bf16", "amx_bf16", "amx_tile"}
+X86_PLAIN = {"fpu", "avx2", "avx512f"}
+
+
+def test_devices():
+    assert compute.resolve_device("cpu") == "/CPU:0"
+    assert compute.resolve_device("auto") in {"/CPU:0", "/GPU:0"}
+    with pytest.raises(ValueError, match="unknown device"):
+        compute.resolve_device("quantum")
+    if compute._gpu_count() == 0:
+        with pytest.raises(ValueError, match="no GPU"):
+            compute.resolve_device("gpu")
+
+
+def test_cpu_flags_from_cpuinfo(tmp_path):
+    x86 = tmp_path / "x86"
+    x86.write_text("processor\t: 0\nflags\t\t: fpu avx512_bf16 amx_bf16\n")
+    arm = tmp_path / "arm"
+    arm.write_text("processor\t: 0\nFeatures\t: fp asimd bf16 i8mm\n")
+    assert compute.cpu_flags(x86) == {"fpu", "avx512_bf16", "amx_bf16"}
+    assert compute.native_bf16(compute.cpu_flags(arm)) == "BF16"
+    assert compute.cpu_flags(tmp_path / "missing") == set()
+    assert compute.native_bf16(X86_PLAIN) is None
+
+
+def test_cpu_plan_uses_bf16_only_where_native():
+    native = compute.plan(device="cpu", flags=X86_BF16)
+    assert native.precision == "mixed_bfloat16"
+    assert "AMX-BF16" in native.reasons["precision"]
+    emulated = compute.plan(device="cpu", flags=X86_PLAIN)
+    assert emulated.precision == "float32"
+    assert "no native bfloat16" in emulated.reasons["precision"]
+    for p in (native, emulated):
+        assert p.device == "/CPU:0" and not p.jit_compile and p.pipeline == "tf.data"
+
+
+@pytest.mark.parametrize(
+    ("capability", "precision"),
+    [((9, 0), "mixed_bfloat16"), ((7, 5), "mixed_float16"), ((6, 1), "float32")],
+)
+def test_gpu_precision_by_compute_capability(capability, precision):
+    chosen, why = compute._pick_precision("/GPU:0", set(), capability)
+    assert chosen == precision and ".".join(map(str, capability)) in why
+
+
+def test_steps_per_execution_never_exceeds_an_epoch():
+    x, y = keras.ops.zeros((100, 28, 28, 1)), keras.ops.zeros((100,))
+    assert compute.plan(data=(x, y), batch_size=32).steps_per_execution == 4
+    assert compute.plan(batch_size=32).steps_per_execution == 32
+
+
+def test_overrides_are_kept_and_explained():
+    p = compute.plan(
+        device="cpu",
+        precision="float32",
+        steps_per_execution=1,
+        pipeline="numpy",
+        jit_compile=True,
+        eval_batch_size=64,
+        flags=X86_BF16,
+    )
+    assert (p.precision, p.steps_per_execution, p.pipeline) == ("float32", 1, "numpy")
+    assert p.jit_compile and p.eval_batch_size == 64
+    assert p.reasons["precision"] == "set by the caller"
+    assert "precision" in str(p) and "set by the caller" in str(p)
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "message"),
+    [
+        ({"precision": "float8"}, "unknown precision"),
+        ({"pipeline": "pandas"}, "unknown pipeline"),
+        ({"steps_per_execution": 0}, "steps_per_execution"),
+        ({"batch_size": 0}, "batch_size"),
+        ({"device": "tpu9"}, "unknown device"),
+    ],
+)
+def test_bad_overrides(kwargs, message):
+    with pytest.raises(ValueError, match=message):
+        compute.plan(**kwargs)
+
+
+def test_set_precision_keeps_the_output_layer_float32():
+    model = models.prepend(keras.layers.Identity(), models.seed_cnn())
+    compute.set_precision(model, "mixed_bfloat16")
+    leaves = compute._leaves(model)
+    assert leaves[0].compute_dtype == "bfloat16"
+    assert leaves[-1].compute_dtype == "float32"
+    assert all(v.dtype == "float32" for v in model.weights)
+    compute.set_precision(model, "float32")
+    assert {leaf.compute_dtype for leaf in leaves} == {"float32"}
+    with pytest.raises(ValueError, match="unknown precision"):
+        compute.set_precision(model, "int4")
+
+
+def test_pipeline_follows_the_data():
+    images = (np.zeros((64, 28, 28), np.uint8), np.zeros(64, np.int64))
+    tokens = (np.zeros((64, 50), np.int32), np.zeros(64, np.int64))
+    assert compute.plan(data=images).pipeline == "tf.data"
+    assert compute.plan(data=tokens).pipeline == "numpy"
+    assert "int32 inputs" in compute.plan(data=tokens).reasons["pipeline"]
+    dataset = compute.plan(data=object())
+    assert dataset.pipeline == "dataset" and "used as is" in dataset.reasons["pipeline"]

@@ -1,0 +1,85 @@
+"""cnnlearn.deploy.pipeline and ``cnnlearn deploy``/``serve``: gate, publish, errors."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+from deploy_helpers import build
+
+from cnnlearn import cli
+from cnnlearn.deploy import export, pipeline
+
+
+@pytest.fixture(scope="module")
+def built(tmp_path_factory, data_dir):
+    return build(tmp_path_factory.getbasetemp() / "deploy", data_dir)
+
+
+def test_the_gate_refuses_and_publishes_nothing(built, tmp_path, data_dir):
+    with pytest.raises(pipeline.GateError, match="gate refused mnist") as info:
+        pipeline.deploy(
+            built.model_a,
+            base_path=tmp_path / "models",
+            output_dir=tmp_path / "out",
+            data_dir=data_dir,
+            data_fraction=0.05,
+            min_accuracy=0.9999,
+            max_size_mb=0.01,
+            verbose=False,
+        )
+    report = json.loads((tmp_path / "out" / "deploy_report.json").read_text())
+    assert report == info.value.report
+    assert report["published"] is False and report["version"] is None
+    reasons = report["gate"]["reasons"]
+    assert len(reasons) == 2 and "accuracy" in reasons[0] and "size" in reasons[1]
+    assert export.list_versions(tmp_path / "models" / "mnist") == []
+
+
+@pytest.mark.slow
+def test_cli_deploy_refuses_then_publishes_versions_one_and_two(
+    built, tmp_path, data_dir, capsys
+):
+    base, out = tmp_path / "models", tmp_path / "out"
+    common = ["deploy", "--base-path", str(base), "--data-dir", str(data_dir)]
+    common += ["--data-fraction", "0.05", "--output", str(out)]
+    refused = cli.main([*common, "--model", str(built.keras_a), "--min-accuracy", "1"])
+    assert refused == 1
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err[-1].startswith("cnnlearn deploy: error: gate refused mnist")
+    assert json.loads((out / "deploy_report.json").read_text())["published"] is False
+
+    for keras_file, version in ((built.keras_a, 1), (built.keras_b, 2)):
+        assert (
+            cli.main([*common, "--model", str(keras_file), "--min-accuracy", "0.5"])
+            == 0
+        )
+        assert f"published mnist version {version}" in capsys.readouterr().out
+        report = json.loads((out / "deploy_report.json").read_text())
+        assert report["published"] and report["version"] == version
+        assert report["gate"]["passed"] and report["tflite_test_accuracy"] > 0.5
+        assert (
+            abs(report["keras_test_accuracy"] - report["tflite_test_accuracy"]) < 1e-3
+        )
+    meta = export.read_metadata(base / "mnist" / "2")
+    assert meta["test_accuracy"] == report["keras_test_accuracy"]
+    assert export.list_versions(base / "mnist") == [1, 2]
+    pipeline.remove_version(base, "mnist", 2)
+    assert export.list_versions(base / "mnist") == [1]
+    with pytest.raises(FileNotFoundError, match="no such version"):
+        pipeline.remove_version(base, "mnist", 2)
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["serve"], "nothing to serve"),
+        (["serve", "--model", "mnist"], "--model expects NAME=DIR"),
+        (["serve", "--model-base-path", "/nonexistent"], "not found"),
+        (["deploy", "--base-path", "b", "--model", "missing.keras"], "no such model"),
+    ],
+)
+def test_bad_input_exits_1_with_one_line(capsys, tmp_path, args, message):
+    assert cli.main([*args, "--output", str(tmp_path / "out")]) == 1
+    err = capsys.readouterr().err
+    assert message in err and err.count("\n") == 1 and "Traceback" not in err

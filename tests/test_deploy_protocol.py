@@ -1,0 +1,164 @@
+"""cnnlearn.deploy.protocol: TF Serving's request formats, validated in-process."""
+
+from __future__ import annotations
+
+import base64
+
+import numpy as np
+import orjson
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from cnnlearn.deploy.export import signature_defs
+from cnnlearn.deploy.protocol import (
+    ServingError,
+    decode_json,
+    metadata_body,
+    parse_predict,
+    status_body,
+)
+
+SIGS = signature_defs()
+RNG = np.random.default_rng(0)
+X = RNG.random((3, 28, 28, 1), dtype=np.float32)
+X8 = (X * 255).astype(np.uint8)
+GOOD = X.tolist()
+
+
+def parse(doc, max_batch=64):
+    return parse_predict(orjson.loads(orjson.dumps(doc)), SIGS, max_batch)
+
+
+@pytest.mark.parametrize(
+    ("doc", "signature", "key"),
+    [
+        ({"instances": X.tolist()}, "serving_default", "predictions"),
+        (
+            {"instances": [{"image": x} for x in X.tolist()]},
+            "serving_default",
+            "predictions",
+        ),
+        ({"inputs": X.tolist()}, "serving_default", "outputs"),
+        ({"inputs": {"image": X.tolist()}}, "serving_default", "outputs"),
+        (
+            {"signature_name": "serving_uint8", "instances": X8.tolist()},
+            "serving_uint8",
+            "predictions",
+        ),
+    ],
+    ids=["rows", "named-rows", "columnar", "named-columnar", "uint8"],
+)
+def test_valid_formats_give_the_same_batch(doc, signature, key):
+    parsed = parse(doc)
+    assert parsed.signature == signature and parsed.key == key
+    np.testing.assert_array_equal(parsed.images, X8 if signature.endswith("8") else X)
+
+
+@pytest.mark.parametrize("named", [False, True])
+def test_b64_bytes_decode_to_uint8(named):
+    rows = [{"b64": base64.b64encode(img.tobytes()).decode()} for img in X8]
+    if named:
+        rows = [{"image_bytes": row} for row in rows]
+    parsed = parse({"signature_name": "serving_bytes", "instances": rows})
+    assert parsed.signature == "serving_uint8"
+    np.testing.assert_array_equal(parsed.images, X8)
+
+
+BAD = [
+    ([], "expected a JSON object"),
+    ({}, "Missing 'inputs' or 'instances' key"),
+    ({"instances": GOOD, "inputs": GOOD}, "only one of 'inputs' or 'instances'"),
+    ({"instances": []}, "empty batch"),
+    ({"inputs": []}, "empty batch"),
+    ({"instances": "abc"}, "must be a list"),
+    ({"instances": [[1, 2, 3]]}, "expected shape [N, 28, 28, 1], got [1, 3]"),
+    ({"instances": np.zeros((2, 28, 28)).tolist()}, "got [2, 28, 28]"),
+    ({"instances": [["a"] * 28]}, "expected numbers"),
+    ({"instances": [None]}, "expected numbers"),
+    ({"instances": [[True]]}, "expected numbers"),
+    ({"instances": [GOOD[0], GOOD[0][:3]]}, "ragged"),
+    ({"instances": (X * 2).tolist()}, "intensities in [0, 1]"),
+    ({"instances": GOOD, "signature_name": "nope"}, "'nope' not found"),
+    ({"instances": GOOD, "signature_name": 3}, "not found"),
+    ({"inputs": {"pixels": GOOD}}, "expected the input 'image'"),
+    ({"signature_name": "serving_uint8", "instances": GOOD}, "expected integers"),
+    (
+        {
+            "signature_name": "serving_uint8",
+            "instances": (X8.astype(int) + 300).tolist(),
+        },
+        "[0, 255]",
+    ),
+    ({"signature_name": "serving_bytes", "instances": [{"b64": "%%%"}]}, "base64"),
+    ({"signature_name": "serving_bytes", "instances": [{"b64": "AAAA"}]}, "784"),
+    ({"signature_name": "serving_bytes", "instances": [{"b64": 3}]}, "string"),
+    ({"signature_name": "serving_bytes", "instances": [[1]]}, '{"b64"'),
+    ({"instances": np.zeros((65, 28, 28, 1)).tolist()}, "maximum batch of 64"),
+]
+
+
+@pytest.mark.parametrize(("doc", "message"), BAD)
+def test_bad_requests_are_400_with_a_message(doc, message):
+    with pytest.raises(ServingError) as info:
+        parse(doc)
+    assert info.value.status == 400 and message in info.value.message
+
+
+@pytest.mark.parametrize(
+    "body", [b"{", b"", b'{"instances": [NaN]}', b'{"instances": [1e999]}', b"\xff"]
+)
+def test_malformed_json_nan_and_inf_are_400(body):
+    with pytest.raises(ServingError, match="JSON Parse error") as info:
+        decode_json(body)
+    assert info.value.status == 400
+
+
+JSON = st.recursive(
+    st.none() | st.booleans() | st.floats(allow_nan=False) | st.integers() | st.text(),
+    lambda children: (
+        st.lists(children, max_size=4)
+        | st.dictionaries(
+            st.sampled_from(["instances", "inputs", "image", "b64", "signature_name"])
+            | st.text(max_size=5),
+            children,
+            max_size=4,
+        )
+    ),
+    max_leaves=30,
+)
+
+
+@settings(max_examples=150, deadline=None)
+@given(JSON)
+def test_fuzzed_bodies_parse_or_fail_with_400(doc):
+    try:
+        body = orjson.dumps(doc)
+    except orjson.JSONEncodeError:  # e.g. integers over 64 bits
+        return
+    try:
+        parsed = parse_predict(decode_json(body), SIGS, 64)
+    except ServingError as exc:
+        assert exc.status == 400 and exc.message
+    else:
+        assert parsed.images.shape[1:] == (28, 28, 1) and len(parsed.images) >= 1
+
+
+def test_status_and_metadata_bodies_follow_tf_serving():
+    assert status_body([1]) == {
+        "model_version_status": [
+            {
+                "version": "1",
+                "state": "AVAILABLE",
+                "status": {"error_code": "OK", "error_message": ""},
+            }
+        ]
+    }
+    meta = metadata_body("mnist", 2, SIGS)
+    assert meta["model_spec"] == {"name": "mnist", "signature_name": "", "version": "2"}
+    default = meta["metadata"]["signature_def"]["signature_def"]["serving_default"]
+    image = default["inputs"]["image"]
+    assert image["dtype"] == "DT_FLOAT"
+    assert [d["size"] for d in image["tensor_shape"]["dim"]] == ["-1", "28", "28", "1"]
+    assert default["outputs"]["probabilities"]["dtype"] == "DT_FLOAT"
+    assert default["method_name"] == "tensorflow/serving/predict"

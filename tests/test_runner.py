@@ -1,0 +1,85 @@
+from __future__ import annotations
+
+import hashlib
+import json
+
+import pytest
+from conftest import REPO
+
+from cnnlearn import cli, runner
+
+BOOK = REPO / "book"
+
+
+def test_parse_params():
+    params = runner.parse_params(["epochs=10", "dataset=fashion_mnist", "x=None",
+                                  "lr=1e-3", "name='a=b'"])  # fmt: skip
+    assert params == {"epochs": 10, "dataset": "fashion_mnist", "x": None,
+                      "lr": 0.001, "name": "a=b"}  # fmt: skip
+    with pytest.raises(ValueError, match="expected --param NAME=VALUE, got 'epochs'"):
+        runner.parse_params(["epochs"])
+
+
+def test_find_chapters():
+    assert runner.find_chapters(["04"])[0].name == "04_mnist_training.ipynb"
+    assert runner.find_chapters(["4", "04_mnist_training"])[0].stem.startswith("04")
+    assert len(runner.find_chapters([])) == len(list(BOOK.glob("*.ipynb")))
+    with pytest.raises(ValueError, match="unknown chapter '99'"):
+        runner.find_chapters(["99"])
+
+
+def test_plan_checks_parameter_names():
+    chapters = runner.find_chapters(["01", "04"])
+    steps = runner.plan(chapters, "gpu", "mixed_float16", {"epochs": 10})
+    ch1, ch4 = steps
+    assert ch4["parameters"] == {
+        "device": "gpu",
+        "precision": "mixed_float16",
+        "epochs": 10,
+    }
+    assert {"epochs", "precision"} <= set(ch1["skipped"]) and not ch4["skipped"]
+    with pytest.raises(ValueError, match="unknown parameter"):
+        runner.plan(chapters, params={"epochz": 10})
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["book", "run", "99"], "unknown chapter '99'"),
+        (["book", "run", "04", "--param", "epochz=1"], "unknown parameter(s) epochz"),
+    ],
+)
+def test_cli_bad_input(capsys, tmp_path, args, message):
+    assert cli.main([*args, "--output-dir", str(tmp_path / "out")]) == 1
+    err = capsys.readouterr().err
+    assert message in err and err.count("\n") == 1
+    assert not (tmp_path / "out" / "summary.json").exists()
+
+
+def test_never_writes_into_the_book(capsys):
+    assert cli.main(["book", "run", "04", "--output-dir", str(BOOK / "runs")]) == 1
+    assert "never overwrites the committed notebooks" in capsys.readouterr().err
+
+
+@pytest.mark.slow
+def test_run_one_chapter_with_tiny_parameters(tmp_path, data_dir):
+    source = BOOK / "04_mnist_training.ipynb"
+    before = hashlib.sha256(source.read_bytes()).hexdigest()
+    out = tmp_path / "cpu"
+    code = cli.main([
+        "book", "run", "04", "--device", "cpu", "--output-dir", str(out),
+        "--param", "epochs=1", "--param", "data_fraction=0.02",
+        "--param", "batch_size=64", "--param", f"data_dir='{data_dir}'",
+    ])  # fmt: skip
+    summary = json.loads((out / "summary.json").read_text())
+    assert code == 0, summary
+    (chapter,) = summary["chapters"]
+    assert chapter["ok"] and chapter["error"] == "" and chapter["seconds"] > 0
+    assert chapter["parameters"]["device"] == "cpu"
+    assert chapter["parameters"]["epochs"] == 1
+    assert (out / "04_mnist_training.ipynb").is_file()
+    metrics = chapter["metrics"]["."]
+    assert metrics["epochs"] == 1 and metrics["data_fraction"] == 0.02
+    assert metrics["n_train"] + metrics["n_val"] == 1200
+    assert 0.5 < metrics["test_accuracy"] <= 1.0
+    assert hashlib.sha256(source.read_bytes()).hexdigest() == before
