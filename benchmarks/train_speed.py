@@ -20,6 +20,7 @@ timing; the book reads the numbers.
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import platform
 import statistics
@@ -153,12 +154,11 @@ def peak_flops(n: int = 2048, repeats: int = 10) -> dict:
     return found
 
 
-def floor(speed: dict, n_train: int) -> dict:
+def floor(speed: dict, n_train: int, peaks: dict) -> dict:
     """How far the measured epochs are from the arithmetic floor."""
     model = models.get_model(speed["model"])
     forward = ops.model_flops(model)
     flops = 3 * forward * n_train  # forward + backward (about 2× forward)
-    peaks = peak_flops()
     precision = speed["plan"]["precision"]
     peak = peaks["bfloat16" if precision == "mixed_bfloat16" else "float32"]
     default = speed["default"]["median_seconds_per_epoch"]
@@ -180,12 +180,19 @@ def main() -> None:
     parser.add_argument("--seeds", type=int, default=3)
     parser.add_argument("--epochs", type=int, help="override the epochs per run")
     parser.add_argument("--no-ablation", action="store_true")
+    parser.add_argument(
+        "--merge", action="store_true", help="update the models run in --output"
+    )
     parser.add_argument("--data-dir")
     parser.add_argument("--output", type=Path, default=RESULTS)
     args = parser.parse_args()
     (x, y), (x_test, y_test) = data.load_dataset("mnist", args.data_dir)
     arrays = (data.preprocess_images(x), y, data.preprocess_images(x_test), y_test)
+    previous = {}
+    if args.merge and args.output.exists():
+        previous = json.loads(args.output.read_text())
     report = {
+        **previous,
         "machine": {
             "platform": platform.platform(),
             "processor": platform.processor() or platform.machine(),
@@ -193,16 +200,17 @@ def main() -> None:
             "native_bf16": compute.native_bf16(compute.cpu_flags()),
             **train.versions(),
         },
-        "models": {},
+        "models": previous.get("models", {}),
     }
-    for name in args.models.split(","):
+    for name in filter(None, args.models.split(",")):  # "": only the floor
         epochs = args.epochs or EPOCHS[name]
         report["models"][name] = compare(name, arrays, range(args.seeds), epochs)
         write_json(args.output, report)  # partial progress is kept
     if not args.no_ablation:
         report["ablation"] = ablation(arrays, args.epochs or EPOCHS["seed"])
+    peaks = peak_flops()  # once, for every model
     report["floor"] = {
-        name: floor(speed, len(x)) for name, speed in report["models"].items()
+        name: floor(speed, len(x), peaks) for name, speed in report["models"].items()
     }
     write_json(args.output, report)
     for name, speed in report["models"].items():

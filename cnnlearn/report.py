@@ -350,17 +350,20 @@ def _train_speed(r: dict) -> str:
 
 
 def _compression(r: dict) -> str:
-    rows = [row for row in r["rows"] if row.get("model") == "seed"]
-    base = [row for row in rows if row["method"] == "keras"]
-    int8 = [row for row in rows if row["method"] == "int8"]
-    if not base or not int8:
-        raise KeyError("seed keras/int8 rows")
-    size = [row for row in rows if row["method"] == "float32"] or base
-    ratio = size[0]["size_bytes"] / int8[0]["size_bytes"]
-    return (
-        f"seed CNN int8: {ratio:.1f}× smaller, accuracy {_pct(base[0]['accuracy'])}"
-        f" → {_pct(int8[0]['accuracy'])}"
+    from cnnlearn.compress.results import goals
+
+    measured = goals(r)
+    int8, best = measured["int8"], measured["prune_int8"]["best_within_0.3pt"]
+    text = (
+        f"seed CNN int8 {int8['size_ratio']:.1f}× smaller "
+        f"({100 * int8['accuracy_change']:+.2f} points)"
     )
+    if best:
+        text += (
+            f"; {best['method']}: {best['ratio']:.1f}× smaller zipped "
+            f"({100 * best['accuracy_change']:+.2f} points)"
+        )
+    return text
 
 
 def _tuning(r: dict) -> str:
