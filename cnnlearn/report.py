@@ -51,16 +51,21 @@ def load_benchmark(topic: str, results_dir: str | Path | None = None) -> dict:
 
 
 def markdown_table(rows: list[dict], floatfmt: str = ".4g") -> str:
-    """Render a list of same-keyed dicts as a Markdown table."""
+    """Render a list of same-keyed dicts as a Markdown table.
+
+    A ``|`` inside a header or cell (``max |Δp|``) is escaped, so it does not
+    split the cell.
+    """
     if not rows:
         raise ValueError("no rows to render")
     headers = list(rows[0])
 
     def cell(value) -> str:
-        return format(value, floatfmt) if isinstance(value, float) else str(value)
+        text = format(value, floatfmt) if isinstance(value, float) else str(value)
+        return text.replace("|", "\\|")
 
     lines = [
-        "| " + " | ".join(headers) + " |",
+        "| " + " | ".join(map(cell, headers)) + " |",
         "|" + "|".join("---" for _ in headers) + "|",
     ]
     lines += ["| " + " | ".join(cell(row[h]) for h in headers) + " |" for row in rows]

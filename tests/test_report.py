@@ -15,6 +15,8 @@ def test_markdown_table():
     ]
     with pytest.raises(ValueError):
         report.markdown_table([])
+    escaped = report.markdown_table([{"max |d|": "a|b"}]).splitlines()
+    assert escaped[0] == "| max \\|d\\| |" and escaped[2] == "| a\\|b |"
 
 
 def test_accuracy_row_formats_numbers_and_keeps_quotes():
