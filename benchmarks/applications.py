@@ -31,6 +31,7 @@ from pathlib import Path
 import keras
 import numpy as np
 from sklearn.metrics import roc_auc_score
+from train_mnist import TestAccuracy  # benchmarks/ is on the path when run
 
 from cnnlearn import data, models, train
 from cnnlearn._io import write_json
@@ -38,18 +39,6 @@ from cnnlearn.apps import recommend, text, vision
 
 RESULTS = Path(__file__).parent / "results" / "applications.json"
 PARTS = ("recommend", "text", "faces", "fashion")
-
-
-class TestAccuracy(keras.callbacks.Callback):
-    """Evaluates on the test set after each epoch (outside the epoch timer)."""
-
-    def __init__(self, x, y):
-        super().__init__()
-        self.x, self.y, self.values = x, y, []
-
-    def on_epoch_end(self, epoch, logs=None):
-        _, accuracy = self.model.evaluate(self.x, self.y, batch_size=1024, verbose=0)
-        self.values.append(float(accuracy))
 
 
 def fashion(seed: int) -> dict:
