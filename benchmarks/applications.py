@@ -69,7 +69,7 @@ def fashion(seed: int) -> dict:
         )
         runs[name] = {
             "params": int(result.model.count_params()),
-            "batch_size": batch,
+            "batch_size": result.plan.batch_size,  # the plan may grow it
             "epochs": epochs,
             "median_seconds_per_epoch": result.seconds_per_epoch,
             "test_accuracy_per_epoch": accuracy.values,

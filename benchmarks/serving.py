@@ -1,12 +1,15 @@
 """Benchmark: the chapter-8 model server against a naive one, on loopback.
 
-Three servers, each a subprocess on 127.0.0.1, serving the same seed CNN
+Four servers, each a subprocess on 127.0.0.1, serving the same seed CNN
 (trained for one epoch on 10 % of MNIST: accuracy does not matter here):
 
 * ``naive``: the reference from issue 9: one FastAPI process, a pydantic body
   model, a sync endpoint (Starlette's thread pool) calling one float32 LiteRT
   interpreter under a lock, JSON ``instances`` in and ``.tolist()`` out;
 * ``cnnlearn_tflite``: ``cnnlearn serve --backend tflite``;
+* ``cnnlearn_tflite_no_gc_freeze``: the same with ``--no-gc-freeze``, for two
+  scenarios: what moving the objects alive after start-up out of the garbage
+  collector's reach (``gc.freeze``) buys;
 * ``cnnlearn_savedmodel``: ``cnnlearn serve --backend savedmodel``.
 
 The load: C client threads in this process, each on one keep-alive connection,
@@ -31,6 +34,7 @@ Not a test: nothing here asserts a timing. The book reads the numbers.
 
 import argparse
 import base64
+import gc
 import json
 import os
 import platform
@@ -57,6 +61,8 @@ SCENARIOS = {  # name: (clients, batch, encoding)
     "batch32_b64": (4, 32, "b64"),
 }
 NAIVE_SCENARIOS = ("single_1_client", "single_4_clients", "batch32_float")
+# the ablation of gc.freeze: our LiteRT server without it, where it matters
+NO_FREEZE_SCENARIOS = ("single_4_clients", "batch32_float")
 
 
 # --- the naive reference server ---------------------------------------------
@@ -154,8 +160,11 @@ def wait_ready(port: int, proc: subprocess.Popen, timeout: float = 120) -> None:
 def start(kind: str, model_dir: Path, workdir: Path):
     """Start a server; return (stop function, url, pid)."""
     if kind != "naive":
-        backend = kind.split("_", 1)[1]
-        server = launch.start_server(model_dir, workdir / kind, backend=backend)
+        backend = kind.split("_")[1]
+        extra = ("--no-gc-freeze",) if kind.endswith("_no_gc_freeze") else ()
+        server = launch.start_server(
+            model_dir, workdir / kind, backend=backend, extra_args=extra
+        )
         return server.stop, server.url, server.process.pid
     port = free_port()
     log = open(workdir / f"{kind}.log", "wb")  # noqa: SIM115
@@ -219,12 +228,19 @@ def main() -> None:
             k: launch.http_request("/v1/models/mnist:predict", v)
             for k, v in bodies(images).items()
         }
-        for kind in ("naive", "cnnlearn_tflite", "cnnlearn_savedmodel"):
+        # The load generator's own garbage-collector pauses would count against
+        # every server alike: its start-up objects leave the collector's scans.
+        gc.collect()
+        gc.freeze()
+        kinds = ("naive", "cnnlearn_tflite", "cnnlearn_tflite_no_gc_freeze")
+        for kind in (*kinds, "cnnlearn_savedmodel"):
             halt, url, pid = start(kind, workdir / "models" / "mnist", workdir)
             try:
                 results = {}
                 for name, (clients, batch, encoding) in SCENARIOS.items():
                     if kind == "naive" and name not in NAIVE_SCENARIOS:
+                        continue
+                    if kind.endswith("freeze") and name not in NO_FREEZE_SCENARIOS:
                         continue
                     request = requests[batch, encoding]
                     r = measure(url, pid, request, clients, args.seconds)

@@ -4,7 +4,10 @@ The same model, data, epochs and seed, trained both ways with
 ``cnnlearn.train.fit`` (``plan=train.PLAIN`` for the plain path, the default
 :func:`cnnlearn.train.plan` otherwise). Runs alternate A B, B A, A B over the
 seeds; each run's first epoch (graph tracing) is a warm-up and the median of
-the others is its epoch time. Also measured here, for chapter 5:
+the others is its epoch time. Every run is a fresh Python process: a run never
+inherits the graphs, memory or garbage-collector load of the runs before it
+(in one long process the later runs were measured up to 1.6x slower). Also
+measured here, for chapter 5:
 
 * an ablation on the seed CNN: each of the plan's choices turned on alone;
 * the compute floor: FLOPs per epoch (chapter 2's counter, ×3 for the
@@ -24,6 +27,8 @@ import json
 import os
 import platform
 import statistics
+import subprocess
+import sys
 import time
 from pathlib import Path
 
@@ -41,14 +46,21 @@ EPOCHS = {"seed": 3, "strong": 2}  # per run: one warm-up epoch, then timed ones
 # label: the default plan's choices turned on (the rest as in train.PLAIN)
 ABLATION = {
     "plain fit(numpy), float32": (),
+    "batch size only": ("batch_scale",),
     "tf.data pipeline only": ("pipeline",),
     "steps_per_execution only": ("steps_per_execution",),
     "precision only": ("precision",),
-    "default plan (all)": ("pipeline", "steps_per_execution", "precision"),
+    "default plan (all)": (
+        "batch_scale",
+        "pipeline",
+        "steps_per_execution",
+        "precision",
+    ),
 }
 
 
 def one_run(name, x, y, x_test, y_test, epochs, seed, plan) -> dict:
+    """Train and test ``name`` once, in this process."""
     spec = models.get_spec(name)
     result = train.fit(
         models.get_model(name, seed=seed),
@@ -74,14 +86,26 @@ def one_run(name, x, y, x_test, y_test, epochs, seed, plan) -> dict:
     }
 
 
-def compare(name, arrays, seeds, epochs) -> dict:
+def isolated_run(name, epochs, seed, plan, data_dir) -> dict:
+    """:func:`one_run` in a fresh Python process; its JSON comes back on stdout."""
+    job = {"name": name, "epochs": epochs, "seed": seed, "plan": plan}
+    command = [sys.executable, __file__, "--child", json.dumps(job)]
+    if data_dir:
+        command += ["--data-dir", str(data_dir)]
+    done = subprocess.run(command, capture_output=True, text=True, check=False)
+    if done.returncode:
+        raise RuntimeError(f"run {job} failed:\n{done.stderr[-3000:]}")
+    return json.loads(done.stdout.strip().splitlines()[-1])
+
+
+def compare(name, seeds, epochs, data_dir) -> dict:
     """Plain (A) and default (B) runs, alternating A B / B A over the seeds."""
     runs = {"plain": [], "default": []}
     for i, seed in enumerate(seeds):
         order = ["plain", "default"] if i % 2 == 0 else ["default", "plain"]
         for path in order:
             plan = train.PLAIN if path == "plain" else None
-            runs[path].append(one_run(name, *arrays, epochs, seed, plan))
+            runs[path].append(isolated_run(name, epochs, seed, plan, data_dir))
             last = runs[path][-1]
             print(
                 f"{name} seed {seed} {path}: {last['median_seconds']:.2f} s/epoch, "
@@ -114,7 +138,7 @@ def compare(name, arrays, seeds, epochs) -> dict:
     }
 
 
-def ablation(arrays, epochs) -> dict:
+def ablation(arrays, epochs, data_dir) -> dict:
     """Each choice of the default plan alone, on the seed CNN, seed 0."""
     full = train.plan(
         models.get_model("seed"),
@@ -124,7 +148,7 @@ def ablation(arrays, epochs) -> dict:
     rows = {}
     for label, choices in ABLATION.items():
         plan = {**train.PLAIN, **{k: getattr(full, k) for k in choices}}
-        run = one_run("seed", *arrays, epochs, 0, plan)
+        run = isolated_run("seed", epochs, 0, plan, data_dir)
         rows[label] = {
             "median_seconds": run["median_seconds"],
             "test_accuracy": run["test_accuracy"],
@@ -185,9 +209,15 @@ def main() -> None:
     )
     parser.add_argument("--data-dir")
     parser.add_argument("--output", type=Path, default=RESULTS)
+    parser.add_argument("--child", help=argparse.SUPPRESS)  # one isolated run
     args = parser.parse_args()
     (x, y), (x_test, y_test) = data.load_dataset("mnist", args.data_dir)
     arrays = (data.preprocess_images(x), y, data.preprocess_images(x_test), y_test)
+    if args.child:
+        job = json.loads(args.child)
+        run = one_run(job["name"], *arrays, job["epochs"], job["seed"], job["plan"])
+        print(json.dumps(run))
+        return
     previous = {}
     if args.merge and args.output.exists():
         previous = json.loads(args.output.read_text())
@@ -204,10 +234,12 @@ def main() -> None:
     }
     for name in filter(None, args.models.split(",")):  # "": only the floor
         epochs = args.epochs or EPOCHS[name]
-        report["models"][name] = compare(name, arrays, range(args.seeds), epochs)
+        report["models"][name] = compare(name, range(args.seeds), epochs, args.data_dir)
         write_json(args.output, report)  # partial progress is kept
     if not args.no_ablation:
-        report["ablation"] = ablation(arrays, args.epochs or EPOCHS["seed"])
+        report["ablation"] = ablation(
+            arrays, args.epochs or EPOCHS["seed"], args.data_dir
+        )
     peaks = peak_flops()  # once, for every model
     report["floor"] = {
         name: floor(speed, len(x), peaks) for name, speed in report["models"].items()

@@ -71,6 +71,12 @@ def build_parser() -> argparse.ArgumentParser:
         "--steps-per-execution", type=_positive, help="default: the plan's"
     )
     train.add_argument(
+        "--batch-scale",
+        type=_positive,
+        help="train with this multiple of --batch-size (Adam's rate x its square "
+        "root); 1 keeps --batch-size; default: the plan's",
+    )
+    train.add_argument(
         "--jit-compile",
         choices=["on", "off"],
         help="XLA; default: the plan's (on for GPU/TPU, off on CPU)",
@@ -149,6 +155,12 @@ def _add_deploy_verbs(verbs) -> None:
     serve.add_argument("--max-batch", type=_positive, default=1024)
     serve.add_argument("--max-body-bytes", type=_positive, default=32 * 1024 * 1024)
     serve.add_argument("--output", help="writes server.json (url, pid) when ready")
+    serve.add_argument(
+        "--no-gc-freeze",
+        dest="freeze_gc",
+        action="store_false",
+        help="leave start-up objects to the garbage collector (for benchmarks)",
+    )
 
     deploy = verbs.add_parser("deploy", help="evaluate, gate and publish a version")
     deploy.add_argument("--base-path", required=True, help="versions go to NAME/N/")
@@ -196,6 +208,7 @@ def _serve(args) -> str:
         poll_seconds=args.poll_seconds,
         max_batch=args.max_batch,
         max_body_bytes=args.max_body_bytes,
+        freeze_gc=args.freeze_gc,
     )
     return "server stopped"
 
@@ -242,6 +255,7 @@ def _train(args) -> str:
     jit = {"on": True, "off": False, None: None}[args.jit_compile]
     overrides = {"precision": args.precision, "jit_compile": jit}
     overrides["steps_per_execution"] = args.steps_per_execution
+    overrides["batch_scale"] = args.batch_scale
     metrics = train.run(
         args.model,
         args.dataset,

@@ -177,10 +177,11 @@ def speed_table(results: dict) -> list[dict]:
     rows = []
     for name, run in results["models"].items():
         plain, default = run["plain"], run["default"]
-        params, batch = run["params"], run["batch_size"]
+        batches = (run["batch_size"], run["plan"]["batch_size"])
         rows.append(
             {
-                "model": f"{name} ({params:,} params, batch {batch})",
+                "model": f"{name} ({run['params']:,} params)",
+                "batch": " → ".join(map(str, dict.fromkeys(batches))),
                 "plain s/epoch": round(plain["median_seconds_per_epoch"], 2),
                 "default s/epoch": round(default["median_seconds_per_epoch"], 2),
                 "speedup": f"{run['speedup']:.2f}×",
@@ -197,6 +198,7 @@ def ablation_table(results: dict) -> list[dict]:
     return [
         {
             "configuration": label,
+            "batch": row["plan"]["batch_size"],
             "s/epoch": round(row["median_seconds"], 2),
             "speedup": f"{row['speedup']:.2f}×",
             "test accuracy": f"{row['test_accuracy']:.2%}",
@@ -366,8 +368,14 @@ def _compression(r: dict) -> str:
     if best:
         text += (
             f"; {best['method']}: {best['ratio']:.1f}× smaller zipped "
-            f"({100 * best['accuracy_change']:+.2f} points)"
+            f"({100 * best['accuracy_change']:+.2f} points"
         )
+        if "change_vs_fine_tuned" in best:
+            text += (
+                f"; {100 * best['change_vs_fine_tuned']:+.2f} against the float "
+                "model fine-tuned as long"
+            )
+        text += ")"
     return text
 
 
@@ -401,7 +409,7 @@ def _serving(r: dict) -> str:
     goals = r["goals"]
     return (
         f"best batched {goals['best_batched_images_per_s']:,.0f} images/s, "
-        f"p99 with 4 clients {goals['p99_4_clients_ms']:.0f} ms, "
+        f"p99 with 4 clients {goals['p99_4_clients_ms']:.1f} ms, "
         f"{goals['total_errors']} errors"
     )
 

@@ -46,6 +46,7 @@ __all__ = [
 # The plan overrides that give plain ``model.fit(numpy)`` in float32: the
 # baseline that benchmarks/train_speed.py compares the default plan with.
 PLAIN = {
+    "batch_scale": 1,
     "pipeline": "numpy",
     "steps_per_execution": 1,
     "precision": "float32",
@@ -161,7 +162,8 @@ def fit(
     validation_split
         Fraction of ``(x, y)`` held out at random (seeded) for validation.
     learning_rate, lr_schedule
-        Adam's learning rate; ``"cosine"`` decays it to 1 % over all steps.
+        Adam's learning rate for ``batch_size`` (the plan scales it when it
+        grows the batch); ``"cosine"`` decays it to 1 % over all steps.
     seed
         Drives ``keras.utils.set_random_seed``: shuffling, dropout, augmentation
         and the validation split. The initial weights were drawn when the model
@@ -179,10 +181,12 @@ def fit(
     verbose
         As in ``Model.fit``.
     plan
-        How to train on this hardware: input pipeline, ``steps_per_execution``,
-        precision, XLA (chapter 5). ``None`` lets :func:`plan` choose; a dict
-        overrides some of its choices (``{"precision": "float32"}``); a
-        :class:`Plan` is used as it is, its device and batch size included.
+        How to train on this hardware: input pipeline, batch size,
+        ``steps_per_execution``, precision, XLA (chapter 5). ``None`` lets
+        :func:`plan` choose; a dict overrides some of its choices
+        (``{"precision": "float32"}``, ``{"batch_scale": 1}`` to keep
+        ``batch_size``); a :class:`Plan` is used as it is, its device and batch
+        size included.
         Whatever the precision used for training, the returned model computes
         in float32 (the variables always are).
 
@@ -203,6 +207,7 @@ def fit(
             model, (x_tr, y_tr), device, batch_size=batch_size, **(plan or {})
         )
     batch_size = plan.batch_size
+    learning_rate *= plan.learning_rate_scale
     steps = -(-len(x_tr) // batch_size)
     if lr_schedule == "cosine":
         lr = keras.optimizers.schedules.CosineDecay(

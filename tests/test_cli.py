@@ -60,7 +60,8 @@ def test_train_then_evaluate_round_trip(tmp_path, data_dir):
     out = tmp_path / "seed"
     proc = run_cli(
         "train", "--model", "seed", "--epochs", "1", "--batch-size", "32",
-        "--data-fraction", "0.1", "--data-dir", str(data_dir), "--output", str(out),
+        "--batch-scale", "1", "--data-fraction", "0.1", "--data-dir", str(data_dir),
+        "--output", str(out),
     )  # fmt: skip
     assert proc.returncode == 0, proc.stderr
     assert "test_accuracy=" in proc.stdout
@@ -68,6 +69,7 @@ def test_train_then_evaluate_round_trip(tmp_path, data_dir):
     metrics = json.loads((out / "metrics.json").read_text())
     assert metrics["test_accuracy"] > 0.85 and metrics["epochs"] == 1
     assert metrics["batch_size"] == 32 and metrics["params"] == 54_410
+    assert metrics["plan"]["reasons"]["batch_size"] == "set by the caller"
     assert metrics["n_train"] + metrics["n_val"] == 6000
     assert {"test_loss", "train_seconds", "history"} - set(metrics) == {"history"}
     assert json.loads((out / "history.json").read_text())["loss"]
@@ -92,3 +94,10 @@ def test_corrupt_data_is_one_line_error(tmp_path, data_dir):
     assert proc.returncode == 1
     assert proc.stderr.count("\n") == 1 and "train-labels-idx1-ubyte.gz" in proc.stderr
     assert not (tmp_path / "o").exists()
+
+
+def test_serve_freezes_the_garbage_collector_unless_told_not_to():
+    parser = cli.build_parser()
+    base = ["serve", "--model-base-path", "models/mnist"]
+    assert parser.parse_args(base).freeze_gc is True
+    assert parser.parse_args([*base, "--no-gc-freeze"]).freeze_gc is False

@@ -530,6 +530,18 @@ def test_results_tables_goals_and_plot():
     best = goals["prune_int8"]["best_within_0.3pt"]
     assert best["method"] == "prune 90% + int8" and best["ratio"] == 20.0
     assert goals["latency"]["predict_over_litert_int8"] == pytest.approx(1000)
+    assert goals["prune_int8"]["best_within_0.3pt_of_fine_tuned"] is None
+    # the stricter reference: the float model fine-tuned as long, unpruned
+    tuned = [row("fine-tuned", s, 0.981, 200_000) for s in (0, 1)]
+    tuned += [row("fine-tuned + int8", s, 0.981, 45_000, 58_000) for s in (0, 1)]
+    stricter = results.goals({**bench, "rows": bench["rows"] + tuned})["prune_int8"]
+    assert [p["method"] for p in stricter["frontier"]] == [
+        "prune 90% + int8",
+        "prune 95% + int8",
+    ]
+    assert stricter["frontier"][0]["change_vs_fine_tuned"] == pytest.approx(-0.004)
+    assert stricter["best_within_0.3pt_of_fine_tuned"] is None
+    assert stricter["best_within_0.3pt"]["method"] == "prune 90% + int8"
     table = results.summary_table(bench)
     assert table[2]["× smaller (gzip)"] == "20.0" and "±" in table[2]["test accuracy"]
     fig = plots.plot_size_accuracy(results.summarize(bench))

@@ -1,5 +1,7 @@
 from __future__ import annotations
 
+import re
+
 import keras
 import numpy as np
 import pytest
@@ -80,6 +82,7 @@ def test_overrides_are_kept_and_explained():
         ({"pipeline": "pandas"}, "unknown pipeline"),
         ({"steps_per_execution": 0}, "steps_per_execution"),
         ({"batch_size": 0}, "batch_size"),
+        ({"batch_scale": 0}, "batch_scale"),
         ({"device": "tpu9"}, "unknown device"),
     ],
 )
@@ -109,3 +112,20 @@ def test_pipeline_follows_the_data():
     assert "int32 inputs" in compute.plan(data=tokens).reasons["pipeline"]
     dataset = compute.plan(data=object())
     assert dataset.pipeline == "dataset" and "used as is" in dataset.reasons["pipeline"]
+
+
+def test_small_batches_grow_when_an_epoch_keeps_enough_steps():
+    mnist = (np.zeros((54_000, 28, 28), np.uint8), np.zeros(54_000, np.int64))
+    p = compute.plan(data=mnist, batch_size=32)
+    assert (p.batch_size, p.batch_scale, p.learning_rate_scale) == (128, 4, 2.0)
+    assert "square-root" in p.reasons["batch_size"]
+    assert re.search(r"^batch_size +128 +4x the recipe's 32", str(p), re.M)
+    assert p.steps_per_execution == 32 and p.eval_batch_size >= 128
+    kept = compute.plan(data=mnist, batch_size=32, batch_scale=1)
+    assert (kept.batch_size, kept.learning_rate_scale) == (32, 1.0)
+    assert kept.reasons["batch_size"] == "set by the caller"
+    # already big enough, too little data, or batches made by the caller
+    assert compute.plan(data=mnist, batch_size=128).batch_scale == 1
+    few = compute.plan(data=(mnist[0][:6000], mnist[1][:6000]), batch_size=32)
+    assert few.batch_size == 32 and "steps/epoch" in few.reasons["batch_size"]
+    assert compute.plan(data=object(), batch_size=32).batch_size == 32

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 from deploy_helpers import build
 
-from cnnlearn.deploy import export
+from cnnlearn.deploy import export, parity
 
 
 @pytest.fixture(scope="module")
@@ -72,7 +72,7 @@ def test_parity_across_formats_on_real_test_images(built, tmp_path):
         "tflite": built.base / "mnist" / "1" / export.TFLITE_FILE,
         "onnx": onnx_path,
     }
-    rows = export.parity_check(built.model_a, built.x_test, paths)
+    rows = parity.parity_check(built.model_a, built.x_test, paths)
     assert set(rows) == set(paths)
     for fmt, row in rows.items():
         assert row["max_abs_diff"] <= 1e-5, fmt
@@ -82,7 +82,7 @@ def test_parity_across_formats_on_real_test_images(built, tmp_path):
     total = sum(p.stat().st_size for p in everything if p.is_file())
     assert rows["saved_model"]["bytes"] + rows["tflite"]["bytes"] < total
     with pytest.raises(ValueError, match="unknown formats"):
-        export.parity_check(built.model_a, built.x_test, {"pt": onnx_path})
+        parity.parity_check(built.model_a, built.x_test, {"pt": onnx_path})
 
 
 def test_export_version_can_add_onnx(built, tmp_path):
@@ -92,7 +92,7 @@ def test_export_version_can_add_onnx(built, tmp_path):
     assert (version / export.ONNX_FILE).is_file()
     assert export.read_metadata(version)["onnx"] == export.ONNX_FILE
     assert sorted(p.name for p in (tmp_path / "m").iterdir()) == ["1"]
-    row = export.parity_check(
+    row = parity.parity_check(
         built.model_b, built.x_test, {"onnx": version / export.ONNX_FILE}
     )["onnx"]
     assert row["max_abs_diff"] <= 1e-5 and row["argmax_agreement"] == 1.0

@@ -80,10 +80,23 @@ def test_speed_and_ablation_tables():
         "speedup": 2.5,
         "plain": {"median_seconds_per_epoch": 10.0, "mean_test_accuracy": 0.98},
         "default": {"median_seconds_per_epoch": 4.0, "mean_test_accuracy": 0.981},
+        "plan": {"batch_size": 128},
     }
-    ablation = {"plain": {"median_seconds": 10.0, "speedup": 1.0, "test_accuracy": 0.9}}
+    plain = {"batch_size": 32}
+    ablation = {
+        "plain": {
+            "median_seconds": 10.0,
+            "speedup": 1.0,
+            "test_accuracy": 0.9,
+            "plan": plain,
+        }
+    }
     results = {"models": {"seed": run}, "ablation": ablation}
     (row,) = report.speed_table(results)
     assert row["speedup"] == "2.50×" and row["default accuracy"] == "98.10%"
     assert row["seeds × epochs"] == "3 × 3" and "54,410" in row["model"]
-    assert report.ablation_table(results)[0]["s/epoch"] == 10.0
+    assert row["batch"] == "32 → 128"
+    (ablated,) = report.ablation_table(results)
+    assert ablated["s/epoch"] == 10.0 and ablated["batch"] == 32
+    run["plan"]["batch_size"] = 32
+    assert report.speed_table(results)[0]["batch"] == "32"

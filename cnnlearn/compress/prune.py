@@ -50,7 +50,7 @@ __all__ = [
 
 #: ``cnnlearn.train.fit(..., plan=FIT_PLAN)``: the masks are re-applied after
 #: every step, so Keras must return to Python after every step.
-FIT_PLAN = {"steps_per_execution": 1}
+FIT_PLAN = {"steps_per_execution": 1, "batch_scale": 1}
 
 
 def magnitude_mask(weights: np.ndarray, sparsity: float) -> np.ndarray:

@@ -24,7 +24,15 @@ import cnnlearn._tf  # noqa: F401  (quiet TensorFlow start-up; before Keras)
 import keras
 import numpy as np
 
-from cnnlearn.compress._util import quiet, read_bytes, size_report
+from cnnlearn.compress._util import (
+    dequantize,
+    from_output_tensor,
+    quantize_array,
+    quiet,
+    read_bytes,
+    size_report,
+    to_input_tensor,
+)
 
 __all__ = [
     "MODES",
@@ -32,6 +40,7 @@ __all__ = [
     "convert",
     "dequantize",
     "evaluate_tflite",
+    "predict_tflite",
     "quantize_array",
     "tensor_details",
 ]
@@ -124,24 +133,41 @@ def _set_batch(interpreter, batch: int, shape: tuple[int, ...]) -> None:
     interpreter.allocate_tensors()
 
 
-def _prepare(x: np.ndarray, detail: dict) -> np.ndarray:
-    dtype = detail["dtype"]
-    if dtype in (np.int8, np.uint8):
-        scale, zero_point = detail["quantization"]
-        return quantize_array(x, scale, zero_point, dtype)
-    return x.astype(dtype, copy=False)
-
-
 def _invoke(interpreter, x: np.ndarray) -> np.ndarray:
     inp = interpreter.get_input_details()[0]
     out = interpreter.get_output_details()[0]
-    interpreter.set_tensor(inp["index"], _prepare(x, inp))
+    interpreter.set_tensor(inp["index"], to_input_tensor(x, inp))
     interpreter.invoke()
-    result = interpreter.get_tensor(out["index"])
-    if out["dtype"] in (np.int8, np.uint8):
-        scale, zero_point = out["quantization"]
-        result = dequantize(result, scale, zero_point)
-    return result
+    return from_output_tensor(interpreter.get_tensor(out["index"]), out)
+
+
+def _predict(interpreter, x: np.ndarray, batch_size: int) -> np.ndarray:
+    shape = tuple(x.shape[1:])
+    outputs = []
+    _set_batch(interpreter, batch_size, shape)
+    for start in range(0, len(x), batch_size):
+        chunk = x[start : start + batch_size]
+        if len(chunk) != batch_size:
+            _set_batch(interpreter, len(chunk), shape)
+        outputs.append(_invoke(interpreter, chunk))
+    return np.concatenate(outputs)
+
+
+def predict_tflite(
+    model: str | Path | bytes,
+    x: np.ndarray,
+    *,
+    batch_size: int = 256,
+    num_threads: int | None = None,
+) -> np.ndarray:
+    """The float outputs of a TFLite model on float32 images, run by LiteRT.
+
+    int8 inputs and outputs are quantized and dequantized with the tensors'
+    own scale and zero point. Used by :func:`evaluate_tflite` and chapter 8's
+    parity check and deploy gate.
+    """
+    x = np.asarray(x, dtype=np.float32)
+    return _predict(_interpreter(read_bytes(model), num_threads), x, batch_size)
 
 
 def evaluate_tflite(
@@ -197,20 +223,14 @@ def evaluate_tflite(
     if shape != expected:
         raise ValueError(f"model expects images shaped {expected}, got {shape}")
 
-    predictions = []
-    _set_batch(interpreter, batch_size, shape)
-    for start in range(0, len(x), batch_size):
-        chunk = x[start : start + batch_size]
-        if len(chunk) != batch_size:
-            _set_batch(interpreter, len(chunk), shape)
-        predictions.append(_invoke(interpreter, chunk).argmax(axis=-1))
-    accuracy = float(np.mean(np.concatenate(predictions) == y))
+    probabilities = _predict(interpreter, x, batch_size)
+    accuracy = float(np.mean(probabilities.argmax(axis=-1) == y))
 
     _set_batch(interpreter, 1, shape)
     inp = interpreter.get_input_details()[0]
     out = interpreter.get_output_details()[0]["index"]
     n_latency = min(latency_images, len(x))
-    singles = _prepare(x[:n_latency], inp)  # quantized before the clock starts
+    singles = to_input_tensor(x[:n_latency], inp)  # quantized before the clock starts
     for i in range(min(20, n_latency)):  # warm-up
         _invoke(interpreter, x[i : i + 1])
     times = []
@@ -279,19 +299,3 @@ def affine_params(low: float, high: float, dtype: type = np.int8) -> tuple[float
     scale = (high - low) / (info.max - info.min)
     zero_point = int(np.clip(round(info.min - low / scale), info.min, info.max))
     return scale, zero_point
-
-
-def quantize_array(
-    x: np.ndarray, scale: float, zero_point: int, dtype: type = np.int8
-) -> np.ndarray:
-    """``clip(round(x / scale) + zero_point)`` in ``dtype`` (affine quantization)."""
-    info = np.iinfo(dtype)
-    q = np.round(np.asarray(x, dtype=np.float32) / np.float32(scale)) + zero_point
-    return np.clip(q, info.min, info.max).astype(dtype)
-
-
-def dequantize(q: np.ndarray, scale: float, zero_point: int) -> np.ndarray:
-    """``scale * (q - zero_point)`` in float32: undoes :func:`quantize_array`."""
-    return (np.float32(scale) * (q.astype(np.float32) - np.float32(zero_point))).astype(
-        np.float32
-    )

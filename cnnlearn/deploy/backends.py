@@ -68,7 +68,7 @@ class TFLiteBackend:
         return found
 
     def predict(self, signature: str, images: np.ndarray) -> np.ndarray:
-        from cnnlearn.deploy.export import _dequantize, _quantize_input
+        from cnnlearn.compress._util import from_output_tensor, to_input_tensor
 
         x = images
         if signature == "serving_uint8":
@@ -79,10 +79,10 @@ class TFLiteBackend:
             x = np.concatenate([x, np.zeros((size - n, *x.shape[1:]), x.dtype)])
         with self._lock:
             interpreter, inp, out = self._bucket(size)
-            interpreter.set_tensor(inp["index"], _quantize_input(x, inp))
+            interpreter.set_tensor(inp["index"], to_input_tensor(x, inp))
             interpreter.invoke()
             y = interpreter.get_tensor(out["index"])[:n]
-        return _dequantize(y, out).astype(np.float32, copy=False)
+        return from_output_tensor(y, out)
 
 
 class SavedModelBackend:

@@ -26,19 +26,16 @@ model, or a chapter-6 variant, for the LiteRT backend; TF Serving's
 (:func:`export_onnx`: input ``image``, output ``probabilities``, for ONNX
 Runtime) and ``assets.extra/cnnlearn.json``: the signatures, the
 training-input statistics for drift monitoring (:mod:`cnnlearn.deploy.monitor`)
-and provenance. TF Serving ignores all three. :func:`parity_check` compares
-every format with the Keras model.
+and provenance. TF Serving ignores all three.
+:func:`cnnlearn.deploy.parity.parity_check` compares every format with the
+Keras model.
 """
 
 from __future__ import annotations
 
-import contextlib
-import io
 import json
-import logging
 import os
 import shutil
-import sys
 import time
 import uuid
 import warnings
@@ -47,19 +44,18 @@ from pathlib import Path
 import numpy as np
 
 from cnnlearn._io import atomic_path
+from cnnlearn.compress._util import quiet
 from cnnlearn.deploy.monitor import training_statistics
 
 __all__ = [
     "METADATA_FILE",
     "ONNX_FILE",
-    "quiet",
     "TFLITE_FILE",
     "export_onnx",
     "export_tflite",
     "export_version",
     "list_versions",
     "next_version",
-    "parity_check",
     "read_metadata",
     "signature_defs",
     "tflite_bytes",
@@ -68,36 +64,6 @@ __all__ = [
 METADATA_FILE = Path("assets.extra") / "cnnlearn.json"
 TFLITE_FILE = "model.tflite"
 ONNX_FILE = "model.onnx"
-
-
-@contextlib.contextmanager
-def quiet():
-    """Hide TensorFlow's INFO logs and C++ banners on stderr for a block.
-
-    SavedModel writing, the TFLite converter and the LiteRT interpreter print
-    "Assets written to" lines and delegate banners that would clutter the
-    chapter and the CLI. Errors still raise. ``CNNLEARN_VERBOSE=1`` shows all.
-    """
-    if os.environ.get("CNNLEARN_VERBOSE"):
-        yield
-        return
-    logger = logging.getLogger("tensorflow")
-    level = logger.level
-    logger.setLevel(logging.ERROR)
-    sys.stdout.flush()
-    sys.stderr.flush()
-    saved = os.dup(2)
-    devnull = os.open(os.devnull, os.O_WRONLY)
-    try:
-        os.dup2(devnull, 2)
-        with contextlib.redirect_stdout(io.StringIO()):
-            yield
-    finally:
-        sys.stderr.flush()
-        os.dup2(saved, 2)
-        os.close(saved)
-        os.close(devnull)
-        logger.setLevel(level)
 
 
 def signature_defs(image_shape: tuple[int, ...] = (28, 28, 1), classes: int = 10):
@@ -382,110 +348,3 @@ def export_version(
         shutil.rmtree(tmp, ignore_errors=True)
         raise
     return final
-
-
-def _format_size(path: Path) -> int:
-    """Bytes of one format: a file, or a SavedModel without its neighbours.
-
-    A version directory also holds ``model.tflite``, ``model.onnx`` and
-    ``assets.extra/``; they are not part of the SavedModel.
-    """
-    if path.is_file():
-        return path.stat().st_size
-    extras = {TFLITE_FILE, ONNX_FILE, METADATA_FILE.parts[0]}
-    return sum(
-        p.stat().st_size
-        for p in path.rglob("*")
-        if p.is_file() and p.relative_to(path).parts[0] not in extras
-    )
-
-
-def parity_check(
-    model, images: np.ndarray, paths: dict[str, str | Path]
-) -> dict[str, dict]:
-    """Compare exported formats with the Keras model on the same ``images``.
-
-    ``paths`` maps a format to its file or directory: ``"saved_model"`` (a
-    version directory, run with TensorFlow), ``"tflite"`` (a ``.tflite`` file,
-    run with LiteRT) or ``"onnx"`` (a ``.onnx`` file, run with ONNX Runtime).
-    Each result row has the format's size in bytes (for a SavedModel without
-    the files beside it), the maximum absolute difference of the probabilities
-    from Keras' and the fraction of equal argmax predictions. Float formats
-    should differ by at most 1e-5. Used in chapter 8.
-    """
-    runners = {"saved_model": _run_saved_model, "tflite": run_tflite, "onnx": _run_onnx}
-    unknown = sorted(set(paths) - set(runners))
-    if unknown:
-        raise ValueError(f"unknown formats {unknown}: expected some of {list(runners)}")
-    x = np.asarray(images, dtype=np.float32)
-    reference = np.asarray(model.predict(x, batch_size=256, verbose=0))
-    rows = {}
-    for fmt, path in paths.items():
-        probs = runners[fmt](Path(path), x)
-        rows[fmt] = {
-            "bytes": _format_size(Path(path)),
-            "max_abs_diff": float(np.abs(probs - reference).max()),
-            "argmax_agreement": float(np.mean(probs.argmax(1) == reference.argmax(1))),
-        }
-    return rows
-
-
-def _run_saved_model(path: Path, x: np.ndarray) -> np.ndarray:
-    import cnnlearn._tf  # noqa: F401
-
-    # isort: split
-    import tensorflow as tf
-
-    fn = tf.saved_model.load(str(path)).signatures["serving_default"]
-    return np.concatenate(
-        [
-            fn(image=tf.constant(x[i : i + 1024]))["probabilities"].numpy()
-            for i in range(0, len(x), 1024)
-        ]
-    )
-
-
-def run_tflite(path: str | Path, x: np.ndarray) -> np.ndarray:
-    """Run a ``.tflite`` classifier on float images with LiteRT, batch by batch."""
-    from ai_edge_litert.interpreter import Interpreter
-
-    with quiet():  # the XNNPACK delegate announces itself on stderr
-        interpreter = Interpreter(model_path=str(path))
-        inp = interpreter.get_input_details()[0]
-        out = interpreter.get_output_details()[0]
-        results = []
-        for i in range(0, len(x), 256):
-            batch = x[i : i + 256]
-            interpreter.resize_tensor_input(inp["index"], batch.shape, strict=False)
-            interpreter.allocate_tensors()
-            interpreter.set_tensor(inp["index"], _quantize_input(batch, inp))
-            interpreter.invoke()
-            results.append(_dequantize(interpreter.get_tensor(out["index"]), out))
-    return np.concatenate(results)
-
-
-def _quantize_input(x: np.ndarray, detail: dict) -> np.ndarray:
-    if detail["dtype"] == np.float32:
-        return x
-    scale, zero = detail["quantization"]
-    info = np.iinfo(detail["dtype"])
-    return np.clip(np.round(x / scale + zero), info.min, info.max).astype(
-        detail["dtype"]
-    )
-
-
-def _dequantize(y: np.ndarray, detail: dict) -> np.ndarray:
-    if detail["dtype"] == np.float32:
-        return y
-    scale, zero = detail["quantization"]
-    return (y.astype(np.float32) - zero) * scale
-
-
-def _run_onnx(path: Path, x: np.ndarray) -> np.ndarray:
-    import onnxruntime
-
-    session = onnxruntime.InferenceSession(
-        str(path), providers=["CPUExecutionProvider"]
-    )
-    name = session.get_inputs()[0].name
-    return np.asarray(session.run(None, {name: x})[0])

@@ -21,11 +21,11 @@ from pathlib import Path
 import numpy as np
 
 from cnnlearn._io import write_json
+from cnnlearn.compress import quantize
 from cnnlearn.deploy.export import (
     TFLITE_FILE,
     export_version,
     list_versions,
-    run_tflite,
     tflite_bytes,
 )
 
@@ -142,7 +142,7 @@ def deploy(
     tmp = out / f".candidate-{uuid.uuid4().hex[:8]}.tflite"
     try:
         tmp.write_bytes(flatbuffer)
-        probs = run_tflite(tmp, x_test)
+        probs = quantize.predict_tflite(tmp, x_test)
     finally:
         tmp.unlink(missing_ok=True)
     tflite_accuracy = float(np.mean(probs.argmax(1) == y_test))

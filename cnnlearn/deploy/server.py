@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import gc
 import logging
 import os
 import signal
@@ -354,6 +355,7 @@ def serve(
     port: int = 8501,
     ready_file: str | Path | None = None,
     log_level: str = "warning",
+    freeze_gc: bool = True,
     **app_kwargs,
 ) -> None:
     """Serve ``models`` until SIGINT or SIGTERM (a graceful shutdown).
@@ -361,11 +363,18 @@ def serve(
     Binds ``host:port`` (127.0.0.1 unless told otherwise; port 0 picks a free
     port), loads the models, writes ``ready_file`` (JSON: url, host, port, pid,
     backend, models) once it accepts connections, and runs uvicorn with uvloop
-    and httptools. Used by ``cnnlearn serve`` and chapter 8.
+    and httptools. With ``freeze_gc`` the objects alive once the models are
+    loaded leave the garbage collector's reach (``gc.freeze``): a stream of
+    JSON requests triggers full collections, and walking the whole web stack
+    and framework each time was the server's worst tail latency. Used by
+    ``cnnlearn serve`` and chapter 8.
     """
     import uvicorn
 
     app = create_app(models, backend, **app_kwargs)
+    if freeze_gc:  # see the docstring; measured in benchmarks/serving.py
+        gc.collect()
+        gc.freeze()
     sock = _bind(host, port)
     bound_port = sock.getsockname()[1]
     url = f"http://{host if ':' not in host else f'[{host}]'}:{bound_port}"
