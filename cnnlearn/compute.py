@@ -273,8 +273,8 @@ def plan(
     why = "the training recipe's"
     if data is not None and not is_arrays:
         why = "the dataset comes batched"
-    if n is not None and batch_size < HARDWARE_BATCH:
-        grown = max(1, HARDWARE_BATCH // batch_size)
+    if n is not None and 2 * batch_size <= HARDWARE_BATCH:
+        grown = HARDWARE_BATCH // batch_size
         if n // (batch_size * grown) >= MIN_STEPS_PER_EPOCH:
             scale = grown
             why = (

@@ -126,6 +126,10 @@ def test_small_batches_grow_when_an_epoch_keeps_enough_steps():
     assert kept.reasons["batch_size"] == "set by the caller"
     # already big enough, too little data, or batches made by the caller
     assert compute.plan(data=mnist, batch_size=128).batch_scale == 1
+    assert compute.plan(data=mnist, batch_size=100).reasons["batch_size"] == (
+        "the training recipe's"
+    )
+    assert compute.plan(data=mnist, batch_size=48).batch_size == 96
     few = compute.plan(data=(mnist[0][:6000], mnist[1][:6000]), batch_size=32)
     assert few.batch_size == 32 and "steps/epoch" in few.reasons["batch_size"]
     assert compute.plan(data=object(), batch_size=32).batch_size == 32
