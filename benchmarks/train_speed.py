@@ -5,9 +5,8 @@ The same model, data, epochs and seed, trained both ways with
 :func:`cnnlearn.train.plan` otherwise). Runs alternate A B, B A, A B over the
 seeds; each run's first epoch (graph tracing) is a warm-up and the median of
 the others is its epoch time. Every run is a fresh Python process: a run never
-inherits the graphs, memory or garbage-collector load of the runs before it
-(in one long process the later runs were measured up to 1.6x slower). Also
-measured here, for chapter 5:
+inherits the graphs, memory or garbage-collector load of the runs before it.
+Also measured here, for chapter 5:
 
 * an ablation on the seed CNN: each of the plan's choices turned on alone;
 * the compute floor: FLOPs per epoch (chapter 2's counter, ×3 for the
