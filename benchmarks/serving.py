@@ -14,20 +14,23 @@ Four servers, each a subprocess on 127.0.0.1, serving the same seed CNN
 
 The load: C client threads in this process, each on one keep-alive connection,
 sending a pre-built request as fast as answers come back for T seconds, after a
-one-second warm-up that is not counted. Scenarios: single-image requests at 1
-and 4 clients as float JSON (``instances``), and at 4 clients as base64 bytes;
-batch-32 requests at 4 clients as float JSON, as uint8 JSON (``serving_uint8``)
-and as TF Serving's base64 binary values (``serving_bytes``; the naive server
-has neither uint8 nor bytes). Every answer is checked (status 200 and a
-``predictions`` body); anything else counts as an error. Reported per scenario:
-p50/p99 latency (ms, client side), requests/s, images/s, errors, and the
-server's CPU milliseconds per request (from ``/proc``), which depends much less
-on what else runs on the machine. ``load_average_*`` shows how busy it was: on
-a shared 2-core machine the load generator and the server compete for cores.
+one-second warm-up that is not counted. All servers run at once, idle but one,
+and the scenarios run in R interleaved rounds of T/R seconds, the server order
+rotating each round; every number reported is the median over the rounds.
+Scenarios: single-image requests at 1 and 4 clients as float JSON
+(``instances``), and at 4 clients as base64 bytes; batch-32 requests at 4
+clients as float JSON, as uint8 JSON (``serving_uint8``) and as TF Serving's
+base64 binary values (``serving_bytes``; the naive server has neither uint8
+nor bytes). Every answer is checked (status 200 and a ``predictions`` body);
+anything else counts as an error. Reported per scenario: p50/p99 latency (ms,
+client side), requests/s, images/s, errors, and the server's CPU milliseconds
+per request (from ``/proc``), which depends much less on what else runs on the
+machine. ``load_average_*`` shows how busy it was: on a shared 2-core machine
+the load generator and the server compete for cores.
 Writes ``benchmarks/results/serving.json``; chapter 8 shows it.
 
-    nice python benchmarks/serving.py                 # ~2-3 minutes on 2 cores
-    python benchmarks/serving.py --seconds 2          # a quick look
+    nice python benchmarks/serving.py                 # ~3 minutes on 2 cores
+    python benchmarks/serving.py --seconds 2 --rounds 1   # a quick look
 
 Not a test: nothing here asserts a timing. The book reads the numbers.
 """
@@ -61,8 +64,9 @@ SCENARIOS = {  # name: (clients, batch, encoding)
     "batch32_b64": (4, 32, "b64"),
 }
 NAIVE_SCENARIOS = ("single_1_client", "single_4_clients", "batch32_float")
-# the ablation of gc.freeze: our LiteRT server without it, where it matters
-NO_FREEZE_SCENARIOS = ("single_4_clients", "batch32_float")
+# the ablation of gc.freeze: our LiteRT server without it, on the fast path
+# (plain float JSON) and on the general one (uint8 JSON: nested Python lists)
+NO_FREEZE_SCENARIOS = ("single_4_clients", "batch32_uint8")
 
 
 # --- the naive reference server ---------------------------------------------
@@ -118,6 +122,40 @@ def measure(url: str, pid: int, request: bytes, clients: int, seconds: float) ->
         total = result["requests"] * (1 + 1 / seconds)  # warm-up ≈ one more second
         result["server_cpu_ms_per_request"] = 1000 * used / total
     return result
+
+
+def schedule(kinds: tuple[str, ...], round_: int) -> list[tuple[str, str]]:
+    """(scenario, server) pairs of one round; the server order rotates."""
+    turn = round_ % len(kinds)
+    return [
+        (name, kind)
+        for name in SCENARIOS
+        for kind in kinds[turn:] + kinds[:turn]
+        if (kind != "naive" or name in NAIVE_SCENARIOS)
+        and (not kind.endswith("freeze") or name in NO_FREEZE_SCENARIOS)
+    ]
+
+
+def summarize(rounds: list[dict]) -> dict:
+    """One scenario over all rounds: the median of each number, errors summed.
+
+    Medians of short interleaved windows, rather than one long window per
+    server, keep a burst of noise on this shared machine from landing on one
+    server only. The rounds themselves are kept under ``"rounds"``.
+    """
+    out = {
+        key: float(np.median([r[key] for r in rounds]))
+        for key in ("p50_ms", "p99_ms", "requests_per_s", "images_per_s")
+        + ("server_cpu_ms_per_request",)
+        if all(r[key] is not None for r in rounds)
+    }
+    out["requests"] = sum(r["requests"] for r in rounds)
+    out["errors"] = sum(r["errors"] for r in rounds)
+    out["first_errors"] = [e for r in rounds for e in r["first_errors"]][:3]
+    out["rounds"] = [
+        {k: v for k, v in r.items() if k != "first_errors"} for r in rounds
+    ]
+    return out
 
 
 def bodies(images: np.ndarray) -> dict[tuple[int, str], bytes]:
@@ -205,7 +243,10 @@ def export_model(base: Path, data_dir: str | None) -> np.ndarray:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--seconds", type=float, default=5.0, help="per scenario")
+    parser.add_argument(
+        "--seconds", type=float, default=6.0, help="per scenario, all rounds"
+    )
+    parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--data-dir")
     parser.add_argument("--output", type=Path, default=RESULTS)
     args = parser.parse_args()
@@ -214,6 +255,7 @@ def main() -> None:
 
     report = {
         "seconds_per_scenario": args.seconds,
+        "rounds": args.rounds,
         "scenarios": {
             k: dict(zip(("clients", "batch", "encoding"), v))
             for k, v in SCENARIOS.items()
@@ -232,31 +274,38 @@ def main() -> None:
         # every server alike: its start-up objects leave the collector's scans.
         gc.collect()
         gc.freeze()
-        kinds = ("naive", "cnnlearn_tflite", "cnnlearn_tflite_no_gc_freeze")
-        for kind in (*kinds, "cnnlearn_savedmodel"):
-            halt, url, pid = start(kind, workdir / "models" / "mnist", workdir)
-            try:
-                results = {}
-                for name, (clients, batch, encoding) in SCENARIOS.items():
-                    if kind == "naive" and name not in NAIVE_SCENARIOS:
-                        continue
-                    if kind.endswith("freeze") and name not in NO_FREEZE_SCENARIOS:
-                        continue
-                    request = requests[batch, encoding]
-                    r = measure(url, pid, request, clients, args.seconds)
+        kinds = (
+            "naive",
+            "cnnlearn_tflite",
+            "cnnlearn_tflite_no_gc_freeze",
+            "cnnlearn_savedmodel",
+        )
+        servers, runs = {}, {}
+        try:
+            for kind in kinds:  # all up at once; an idle server costs no CPU
+                servers[kind] = start(kind, workdir / "models" / "mnist", workdir)
+            for round_ in range(args.rounds):
+                for name, kind in schedule(kinds, round_):
+                    clients, batch, encoding = SCENARIOS[name]
+                    _, url, pid = servers[kind]
+                    seconds = args.seconds / args.rounds
+                    r = measure(url, pid, requests[batch, encoding], clients, seconds)
                     r["images_per_s"] = r["requests_per_s"] * batch
-                    results[name] = r
+                    runs.setdefault(kind, {}).setdefault(name, []).append(r)
                     print(
-                        f"{kind:20s} {name:17s} p50 {r['p50_ms'] or 0:6.2f} ms "
-                        f"p99 {r['p99_ms'] or 0:6.2f} ms "
-                        f"{r['requests_per_s']:7.0f} req/s "
-                        f"{r['images_per_s']:7.0f} img/s errors {r['errors']} "
+                        f"round {round_} {kind:28s} {name:20s} "
+                        f"p50 {r['p50_ms'] or 0:6.2f} ms p99 {r['p99_ms'] or 0:6.2f} "
+                        f"ms {r['images_per_s']:7.0f} img/s errors {r['errors']} "
                         f"server CPU {r['server_cpu_ms_per_request'] or 0:.3f} ms/req",
                         flush=True,
                     )
-                report["servers"][kind] = results
-            finally:
+        finally:
+            for halt, _, _ in servers.values():
                 halt()
+    report["servers"] = {
+        kind: {name: summarize(rounds) for name, rounds in runs[kind].items()}
+        for kind in kinds
+    }
     report["load_average_end"] = os.getloadavg()
     naive, ours = report["servers"]["naive"], report["servers"]["cnnlearn_tflite"]
     best_batch = max(

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+import json
 
 import numpy as np
 import orjson
@@ -10,12 +11,14 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from cnnlearn.deploy import protocol
 from cnnlearn.deploy.export import signature_defs
 from cnnlearn.deploy.protocol import (
     ServingError,
     decode_json,
     metadata_body,
     parse_predict,
+    read_predict,
     status_body,
 )
 
@@ -27,7 +30,20 @@ GOOD = X.tolist()
 
 
 def parse(doc, max_batch=64):
-    return parse_predict(orjson.loads(orjson.dumps(doc)), SIGS, max_batch)
+    return read_predict(orjson.dumps(doc), SIGS, max_batch)
+
+
+def general(body: bytes, max_batch=64):
+    return parse_predict(decode_json(body), SIGS, max_batch)
+
+
+def outcome(read, body: bytes):
+    """What a reader makes of a body: the batch, or the error it raises."""
+    try:
+        parsed = read(body)
+    except ServingError as exc:
+        return exc.status, exc.message
+    return parsed.signature, parsed.key, parsed.images.dtype, parsed.images.tobytes()
 
 
 @pytest.mark.parametrize(
@@ -137,11 +153,64 @@ def test_fuzzed_bodies_parse_or_fail_with_400(doc):
     except orjson.JSONEncodeError:  # e.g. integers over 64 bits
         return
     try:
-        parsed = parse_predict(decode_json(body), SIGS, 64)
+        parsed = read_predict(body, SIGS, 64)
     except ServingError as exc:
         assert exc.status == 400 and exc.message
     else:
         assert parsed.images.shape[1:] == (28, 28, 1) and len(parsed.images) >= 1
+    assert outcome(lambda b: read_predict(b, SIGS, 64), body) == outcome(general, body)
+
+
+@pytest.mark.parametrize("key", ["instances", "inputs"])
+def test_plain_float_batches_skip_the_general_parser(key, monkeypatch):
+    body = json.dumps({key: X.tolist()}, indent=1).encode()  # blanks are fine
+    monkeypatch.setattr(protocol, "decode_json", lambda body: pytest.fail("slow"))
+    parsed = read_predict(body, SIGS, 64)
+    assert parsed.key == ("predictions" if key == "instances" else "outputs")
+    np.testing.assert_array_equal(parsed.images, X)
+
+
+def _reshape(doc: list, rng: np.random.Generator) -> list:
+    """Break a nested list somewhere: drop, add, wrap or unwrap one element."""
+    node = doc
+    while isinstance(node[0], list) and rng.random() < 0.8:
+        node = node[rng.integers(len(node))]
+    i = int(rng.integers(len(node)))
+    change = rng.integers(5)
+    if change == 0:
+        del node[i]
+    elif change == 1:
+        node.insert(i, node[i])
+    elif change == 2:
+        node[i] = [node[i]]
+    elif change == 3 and isinstance(node[i], list) and node[i]:
+        node[i] = node[i][0]
+    else:
+        node[i] = []
+    return doc
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    st.integers(1, 3),
+    st.sampled_from(["instances", "inputs"]),
+    st.integers(0, 2**32 - 1),
+    st.booleans(),
+    st.sampled_from([0.0, 1.0, -0.5, 1.5, 7]),
+)
+def test_fast_and_general_paths_agree_on_near_miss_arrays(
+    n, key, seed, break_shape, fill
+):
+    """Ragged, deeper, shallower, empty-leaf and out-of-range arrays alike."""
+    rng = np.random.default_rng(seed)
+    images = X[:n].tolist()
+    if break_shape:
+        images = _reshape(images, rng)
+    else:
+        images[0][int(rng.integers(28))][int(rng.integers(28))][0] = fill
+    body = json.dumps({key: images}, indent=int(rng.integers(-1, 2)) or None)
+    fast = outcome(lambda b: read_predict(b, SIGS, 2), body.encode())
+    assert fast == outcome(lambda b: general(b, 2), body.encode())
 
 
 def test_status_and_metadata_bodies_follow_tf_serving():

@@ -1,6 +1,6 @@
 """TF Serving's REST request and response formats, as pure functions (chapter 8).
 
-:func:`parse_predict` turns a ``:predict`` body into one NumPy batch, or raises
+:func:`read_predict` turns a ``:predict`` body into one NumPy batch, or raises
 :class:`ServingError` with the HTTP status and a message in TF Serving's words;
 :func:`status_body` and :func:`metadata_body` build the GET answers. No web
 framework and no TensorFlow here, so all of it is tested in-process.
@@ -10,9 +10,11 @@ from __future__ import annotations
 
 import base64
 import binascii
+from functools import lru_cache
 
 import numpy as np
 import orjson
+import simdjson
 
 __all__ = [
     "ParsedRequest",
@@ -21,6 +23,7 @@ __all__ = [
     "metadata_body",
     "not_found",
     "parse_predict",
+    "read_predict",
     "status_body",
 ]
 
@@ -162,6 +165,72 @@ def parse_predict(doc, signatures: dict, max_batch: int) -> ParsedRequest:
     if dtype is bytes:
         return ParsedRequest("serving_uint8", _decode_b64(values, image_shape), key)
     return ParsedRequest(name, _to_array(values, dtype, input_name, image_shape), key)
+
+
+# What a number can be made of, plus JSON whitespace: deleting these from a body
+# leaves its skeleton of brackets, commas and keys.
+_NUMBER_AND_SPACE = b"0123456789.eE+- \t\n\r"
+
+
+@lru_cache(maxsize=256)
+def _skeleton(key: str, shape: tuple[int, ...]) -> bytes:
+    """The skeleton of ``{key: <numbers of this shape>}`` with numbers deleted."""
+    inner = b""
+    for size in reversed(shape):
+        inner = b"[" + b",".join([inner] * size) + b"]"
+    return (b'{"%s":%s}' % (key.encode(), inner)).translate(None, _NUMBER_AND_SPACE)
+
+
+def _read_plain_floats(body: bytes, signatures: dict, max_batch: int):
+    """The fast path for the common body: ``{"instances"|"inputs": <floats>}``.
+
+    simdjson copies the numbers straight into a buffer, where ``orjson`` plus
+    ``np.asarray`` build and walk about 800 Python lists per 28×28 image
+    (chapter 8 times both). The buffer is flat, so the shape is proven on the
+    text: with every number and blank deleted, the body must equal the skeleton
+    of a regular ``(N, *image shape)`` array, and the count must be exact (``[]``
+    and ``[0.5]`` share a skeleton). Returns ``None`` for anything else,
+    valid or not, which then takes the general path and its error messages.
+    """
+    spec = signatures["serving_default"]["inputs"]["image"]
+    if spec["dtype"] != "DT_FLOAT":
+        return None
+    shape = tuple(spec["shape"][1:])
+    try:
+        doc = simdjson.Parser().parse(body)
+        if not isinstance(doc, simdjson.Object) or len(doc) != 1:
+            return None
+        (key,) = doc.keys()
+        values = doc[key]
+        if key not in ("instances", "inputs") or not isinstance(values, simdjson.Array):
+            return None
+        flat = np.frombuffer(values.as_buffer(of_type="d"), dtype=np.float64)
+    except (TypeError, ValueError, RuntimeError):  # not all numbers, bad JSON, ...
+        return None
+    count, rest = divmod(flat.size, int(np.prod(shape)))
+    if rest or not 1 <= count <= max_batch:
+        return None
+    if body.translate(None, _NUMBER_AND_SPACE) != _skeleton(key, (count, *shape)):
+        return None
+    images = flat.astype(np.float32).reshape(count, *shape)
+    if not np.isfinite(images).all() or images.min() < 0.0 or images.max() > 1.0:
+        return None
+    return ParsedRequest(
+        "serving_default", images, "predictions" if key == "instances" else "outputs"
+    )
+
+
+def read_predict(body: bytes, signatures: dict, max_batch: int) -> ParsedRequest:
+    """Decode and validate a raw ``:predict`` body: what the server calls.
+
+    Plain float batches take :func:`_read_plain_floats`; every other body, and
+    every bad one, goes through :func:`decode_json` and :func:`parse_predict`,
+    so the answer and the error message do not depend on the path taken.
+    """
+    parsed = _read_plain_floats(body, signatures, max_batch)
+    if parsed is None:
+        parsed = parse_predict(decode_json(body), signatures, max_batch)
+    return parsed
 
 
 def status_body(versions: list[int]) -> dict:

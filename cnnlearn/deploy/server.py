@@ -18,8 +18,9 @@ infinite values, a wrong shape or dtype, an empty or too large batch, both
 ``instances`` and ``inputs``), 404 for an unknown model or version, 413 for a
 body over ``max_body_bytes``, 500 if the backend fails. Predict answers carry an
 ``x-model-version`` header (TF Serving has none; clients may ignore it). JSON
-goes through orjson; nothing is ever unpickled. New versions under a model's
-base path are picked up by a background poll, without a restart (see
+goes through simdjson (plain float batches) or orjson (everything else, see
+:func:`~.protocol.read_predict`); nothing is ever unpickled. New versions under
+a model's base path are picked up by a background poll, without a restart (see
 :class:`~.backends.ModelVersions`). The LiteRT backend never imports TensorFlow.
 """
 
@@ -54,10 +55,9 @@ from cnnlearn._io import write_json
 from cnnlearn.deploy.backends import ModelVersions
 from cnnlearn.deploy.protocol import (
     ServingError,
-    decode_json,
     metadata_body,
     not_found,
-    parse_predict,
+    read_predict,
     status_body,
 )
 
@@ -292,7 +292,7 @@ def create_app(
             loaded = lookup(name, version)
             served = str(loaded.version)
             signatures = loaded.metadata["signatures"]
-            parsed = parse_predict(decode_json(body), signatures, max_batch)
+            parsed = read_predict(body, signatures, max_batch)
             probabilities = loaded.backend.predict(parsed.signature, parsed.images)
             if loaded.monitor is not None:
                 loaded.monitor.update(parsed.images)
