@@ -1,53 +1,18 @@
-"""Benchmark results and tables for the chapters.
-
-Heavy runs live in ``benchmarks/`` and write ``benchmarks/results/<topic>.json``;
-chapters read those files through :func:`load_benchmark` instead of retraining.
-"""
+"""Markdown tables of benchmark results, one builder per benchmark (chapters 2-9)."""
 
 from __future__ import annotations
 
-import json
-from pathlib import Path
-
 __all__ = [
-    "RESULTS_URL",
     "ablation_table",
     "accuracy_row",
+    "applications_table",
     "conv_ops_table",
-    "load_benchmark",
     "markdown_table",
     "pipeline_table",
     "speed_table",
     "throughput_table",
     "training_table",
 ]
-__all__ += ["applications_table", "chapter_summary", "SUMMARY_TOPICS"]
-
-RESULTS_DIR = Path(__file__).resolve().parent.parent / "benchmarks" / "results"
-RESULTS_URL = (
-    "https://raw.githubusercontent.com/cnnlearn/cnnlearn/main/benchmarks/results/"
-)
-
-
-def load_benchmark(topic: str, results_dir: str | Path | None = None) -> dict:
-    """Read ``benchmarks/results/<topic>.json``.
-
-    It is looked for in ``results_dir``, then in the repository this package was
-    installed from (``pip install -e .``); a package installed without the
-    repository (Colab, say) downloads the published file instead.
-    """
-    directory = Path(results_dir) if results_dir is not None else RESULTS_DIR
-    path = directory / f"{topic}.json"
-    if not path.is_file():
-        if results_dir is not None:
-            raise FileNotFoundError(
-                f"{path} not found: run `python benchmarks/{topic}.py` to make it"
-            )
-        import keras
-
-        url = f"{RESULTS_URL}{topic}.json"
-        path = Path(keras.utils.get_file(f"cnnlearn-{topic}.json", url))
-    return json.loads(path.read_text())
 
 
 def markdown_table(rows: list[dict], floatfmt: str = ".4g") -> str:
@@ -306,170 +271,4 @@ def applications_table(results: dict) -> list[dict]:
             )
             if source == "simulator":
                 rows[-1]["met"] = "yes" if ratio >= 2 else "no"
-    return rows
-
-
-def _pct(value: float) -> str:
-    return f"{100 * value:.2f} %"
-
-
-def _conv_ops(r: dict) -> str:
-    fwd = r["interleaved"]["ratios"]["forward"]
-    return (
-        f"forward pass vs tf.nn.conv2d: im2col ×{fwd['im2col/tf']:.2f}, "
-        f"naive loops ×{fwd['naive/tf']:.0f}"
-    )
-
-
-def _throughput(r: dict) -> str:
-    return ", ".join(
-        f"{name} {run['tf']['images_per_second']:,.0f} images/s"
-        for name, run in r["models"].items()
-        if run.get("tf")
-    )
-
-
-def _pipeline(r: dict) -> str:
-    ratios = r["ratios"]
-    return (
-        "training steps/s, sharded TFRecords vs in-memory tf.data: "
-        f"×{ratios['train_d_over_b']:.2f}"
-    )
-
-
-def _train_mnist(r: dict) -> str:
-    runs = r["runs"]
-    return ", ".join(
-        f"{name} {_pct(run['final_test_accuracy'])}" for name, run in runs.items()
-    )
-
-
-def _train_speed(r: dict) -> str:
-    models = r.get("models", r)
-    parts = [
-        f"{name}: default plan ×{m['speedup']:.2f} vs plain fit"
-        for name, m in models.items()
-        if isinstance(m, dict) and "speedup" in m
-    ]
-    if not parts:
-        raise KeyError("speedup")
-    return ", ".join(parts)
-
-
-def _compression(r: dict) -> str:
-    from cnnlearn.compress.results import goals
-
-    measured = goals(r)
-    int8, best = measured["int8"], measured["prune_int8"]["best_within_0.3pt"]
-    text = (
-        f"seed CNN int8 {int8['size_ratio']:.1f}× smaller "
-        f"({100 * int8['accuracy_change']:+.2f} points)"
-    )
-    if best:
-        text += (
-            f"; {best['method']}: {best['ratio']:.1f}× smaller zipped "
-            f"({100 * best['accuracy_change']:+.2f} points"
-        )
-        if "change_vs_fine_tuned" in best:
-            text += (
-                f"; {100 * best['change_vs_fine_tuned']:+.2f} against the float "
-                "model fine-tuned as long"
-            )
-        text += ")"
-    return text
-
-
-def _tuning(r: dict) -> str:
-    final = r.get("final") or {}
-    tested = [
-        f"{name} {_pct(run['test_accuracy'])} test"
-        for name, run in final.items()
-        if isinstance(run, dict) and "test_accuracy" in run
-    ]
-    if tested:
-        return ", ".join(tested)
-    return ", ".join(  # searches done, final training not (yet) recorded
-        f"{name}: best {_pct(search['best']['val_accuracy'])} validation"
-        for name, search in r["searches"].items()
-    )
-
-
-def _distributed(r: dict) -> str:
-    return (
-        ", ".join(
-            f"{name} ×{config['speedup_vs_default']:.2f}"
-            for name, config in r["configs"].items()
-            if name != "default"
-        )
-        + " (images/s vs the default strategy)"
-    )
-
-
-def _serving(r: dict) -> str:
-    goals = r["goals"]
-    return (
-        f"best batched {goals['best_batched_images_per_s']:,.0f} images/s, "
-        f"p99 with 4 clients {goals['p99_4_clients_ms']:.1f} ms, "
-        f"{goals['total_errors']} errors"
-    )
-
-
-def _applications(r: dict) -> str:
-    parts = []
-    if "fashion" in r:
-        parts.append(
-            f"Fashion-MNIST {_pct(r['fashion']['runs']['bn_cnn']['test_accuracy'])}"
-        )
-    if "faces" in r:
-        parts.append(f"faces {_pct(r['faces']['mean_test_accuracy'])}")
-    if "text" in r:
-        parts.append(f"spam F1 {r['text']['mean_f1']:.3f}")
-    if "recommend" in r:
-        ratio = r["recommend"]["simulator"]["caser_over_popularity_hr"]
-        parts.append(f"Caser HR@10 {ratio:.1f}× popularity (simulated)")
-    return ", ".join(parts)
-
-
-# topic: (chapter, question, headline function)
-SUMMARY_TOPICS = {
-    "conv_ops": ("2", "NumPy convolution vs TensorFlow", _conv_ops),
-    "model_throughput": ("2", "images per second of each CNN", _throughput),
-    "input_pipeline": ("3", "does streaming from disk slow training?", _pipeline),
-    "train_mnist": ("4", "the article's ≈ 98 % on MNIST", _train_mnist),
-    "train_speed": ("5", "the fastest honest path on this CPU", _train_speed),
-    "distributed": ("5", "multi-worker training with tf.distribute", _distributed),
-    "compression": ("6", "what compression buys", _compression),
-    "tuning": ("7", "search algorithms at an equal budget", _tuning),
-    "serving": ("8", "a TF-Serving-compatible server under load", _serving),
-    "applications": ("9", "faces, text, products, recommendation", _applications),
-}
-
-
-def chapter_summary(results_dir: str | Path | None = None) -> list[dict]:
-    """One row per benchmark topic: what its chapter measured (chapter 10).
-
-    Reads the local ``benchmarks/results/<topic>.json`` files only (nothing is
-    downloaded). A missing file gives the row "not measured yet"; a file whose
-    layout this function does not know gives "measured: see chapter N".
-    """
-    directory = Path(results_dir) if results_dir is not None else RESULTS_DIR
-    rows = []
-    for topic, (chapter, question, headline) in SUMMARY_TOPICS.items():
-        path = directory / f"{topic}.json"
-        if not path.is_file():
-            measured = "not measured yet (no result file)"
-        else:
-            try:
-                measured = headline(json.loads(path.read_text()))
-            except (KeyError, TypeError, IndexError, ValueError, ZeroDivisionError):
-                measured = None
-            measured = measured or f"measured: see chapter {chapter}"
-        rows.append(
-            {
-                "chapter": chapter,
-                "topic": topic,
-                "question": question,
-                "measured": measured,
-            }
-        )
     return rows
