@@ -134,6 +134,8 @@ def compare(name, seeds, epochs, data_dir) -> dict:
         "accuracy_difference": default["mean_test_accuracy"]
         - plain["mean_test_accuracy"],
         "plan": runs["default"][0]["plan"],
+        # --merge can put models measured in different runs in one file
+        "measured_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
     }
 
 
