@@ -143,10 +143,10 @@ def summarize(rounds: list[dict]) -> dict:
     server, keep a burst of noise on this shared machine from landing on one
     server only. The rounds themselves are kept under ``"rounds"``.
     """
+    numbers = ("p50_ms", "p99_ms", "requests_per_s", "images_per_s")
     out = {
         key: float(np.median([r[key] for r in rounds]))
-        for key in ("p50_ms", "p99_ms", "requests_per_s", "images_per_s")
-        + ("server_cpu_ms_per_request",)
+        for key in (*numbers, "server_cpu_ms_per_request")
         if all(r[key] is not None for r in rounds)
     }
     out["requests"] = sum(r["requests"] for r in rounds)
