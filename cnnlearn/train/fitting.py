@@ -1,45 +1,33 @@
-"""Training and evaluation (chapter 4).
+"""Training: :func:`fit` and what it returns (chapter 4; the plan, chapter 5).
 
 Plain Keras 3: :func:`fit` compiles with Adam and sparse categorical cross-entropy,
-holds out a seeded validation split, and wires the usual callbacks (checkpoints,
-TensorBoard, early stopping); :func:`evaluate` adds what ``model.evaluate`` lacks,
-a per-class report and the confusion matrix; :func:`save_run` writes the run's
-files (``model.keras``, ``metrics.json``, ``history.json``) atomically.
+holds out a seeded validation split, wires the usual callbacks (checkpoints,
+TensorBoard, early stopping) and trains the way :func:`cnnlearn.compute.plan`
+picks for the hardware.
 """
 
 from __future__ import annotations
 
-import platform
-import time
-from dataclasses import dataclass, field
-from pathlib import Path
-
 import cnnlearn._tf  # noqa: F401  (quiet TensorFlow start-up; before Keras)
 
 # isort: split
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
 import keras
 import numpy as np
 
 from cnnlearn import compute
-from cnnlearn._io import atomic_path, write_json
-from cnnlearn.compute import Plan, plan, resolve_device
+from cnnlearn.compute import Plan
 
 __all__ = [
     "PLAIN",
     "EpochTimer",
-    "Evaluation",
-    "Plan",
     "TrainResult",
     "distributed_fit",
-    "evaluate",
-    "evaluate_saved",
     "fit",
-    "plan",
-    "resolve_device",
-    "run",
-    "save_run",
     "split_validation",
-    "versions",
 ]
 
 
@@ -93,26 +81,6 @@ class TrainResult:
         """Milliseconds per training step (one batch), from the median epoch."""
         steps = -(-self.n_train // self.batch_size)
         return 1000 * self.seconds_per_epoch / steps
-
-
-@dataclass
-class Evaluation:
-    """What :func:`evaluate` returns. ``report()`` is its JSON-ready summary."""
-
-    accuracy: float
-    loss: float
-    confusion_matrix: np.ndarray
-    per_class: list[dict]
-    y_pred: np.ndarray = field(repr=False)
-    probabilities: np.ndarray = field(repr=False)
-
-    def report(self) -> dict:
-        return {
-            "accuracy": self.accuracy,
-            "loss": self.loss,
-            "per_class": self.per_class,
-            "confusion_matrix": self.confusion_matrix.tolist(),
-        }
 
 
 def split_validation(
@@ -314,186 +282,3 @@ def _ready_for_inference(model: keras.Model) -> None:
         loss="sparse_categorical_crossentropy",
         metrics=["accuracy"],
     )
-
-
-def evaluate(
-    model: keras.Model,
-    x: np.ndarray,
-    y: np.ndarray,
-    class_names: list[str] | None = None,
-    batch_size: int = 1024,
-) -> Evaluation:
-    """Accuracy, cross-entropy, per-class precision/recall/F1 and confusion matrix.
-
-    ``confusion_matrix[i, j]`` counts images of true class ``i`` predicted as
-    ``j``. The loss is the mean sparse categorical cross-entropy, with the
-    probabilities clipped at 1e-7 as Keras does.
-    """
-    y = np.asarray(y).astype(np.int64)
-    probs = np.asarray(model.predict(x, batch_size=batch_size, verbose=0))
-    k = probs.shape[-1]
-    if y.min() < 0 or y.max() >= k:
-        raise ValueError(f"labels must be in [0, {k}), found [{y.min()}, {y.max()}]")
-    y_pred = probs.argmax(axis=-1)
-    cm = np.bincount(y * k + y_pred, minlength=k * k).reshape(k, k)
-    loss = -np.mean(np.log(np.clip(probs[np.arange(len(y)), y], 1e-7, 1.0)))
-    names = class_names or [str(i) for i in range(k)]
-    per_class = []
-    for i in range(k):
-        tp, predicted, support = cm[i, i], cm[:, i].sum(), cm[i, :].sum()
-        precision = tp / predicted if predicted else 0.0
-        recall = tp / support if support else 0.0
-        f1 = 2 * precision * recall / (precision + recall) if tp else 0.0
-        per_class.append(
-            {
-                "class": names[i],
-                "precision": float(precision),
-                "recall": float(recall),
-                "f1": float(f1),
-                "support": int(support),
-            }
-        )
-    return Evaluation(
-        accuracy=float(np.mean(y_pred == y)),
-        loss=float(loss),
-        confusion_matrix=cm,
-        per_class=per_class,
-        y_pred=y_pred,
-        probabilities=probs,
-    )
-
-
-def versions() -> dict[str, str]:
-    """Versions of the software a run used, for its ``metrics.json``."""
-    from importlib.metadata import PackageNotFoundError, version
-
-    found = {
-        "python": platform.python_version(),
-        "keras": keras.__version__,
-        "backend": keras.config.backend(),
-    }
-    for package in ("tensorflow", "jax", "numpy"):
-        try:
-            found[package] = version(package)
-        except PackageNotFoundError:
-            pass
-    return found
-
-
-def save_run(
-    output_dir: str | Path,
-    result: TrainResult,
-    evaluation: Evaluation,
-    **info,
-) -> dict:
-    """Write ``model.keras``, ``metrics.json`` and ``history.json`` atomically.
-
-    ``metrics.json`` holds test_accuracy, test_loss, epochs, batch_size, params,
-    train_seconds and seconds_per_epoch, the data sizes, the device, the
-    software versions, the per-class report and the confusion matrix, plus any
-    keyword arguments given here (model name, dataset, seed, ...). Returns it.
-    """
-    out = Path(output_dir)
-    out.mkdir(parents=True, exist_ok=True)
-    with atomic_path(out / "model.keras") as tmp:
-        result.model.save(tmp)
-    metrics = {
-        **info,
-        "test_accuracy": evaluation.accuracy,
-        "test_loss": evaluation.loss,
-        "epochs": result.epochs,
-        "batch_size": result.batch_size,
-        "params": int(result.model.count_params()),
-        "train_seconds": result.train_seconds,
-        "seconds_per_epoch": result.seconds_per_epoch,
-        "ms_per_step": result.ms_per_step,
-        "n_train": result.n_train,
-        "n_val": result.n_val,
-        "n_test": int(evaluation.confusion_matrix.sum()),
-        "device": result.device,
-        "plan": result.plan.to_dict() if result.plan else None,
-        "versions": versions(),
-        "per_class": evaluation.per_class,
-        "confusion_matrix": evaluation.confusion_matrix.tolist(),
-    }
-    write_json(out / "metrics.json", metrics)
-    write_json(out / "history.json", result.history)
-    return metrics
-
-
-def run(
-    model: str = "seed",
-    dataset: str = "mnist",
-    *,
-    output_dir: str | Path,
-    epochs: int | None = None,
-    batch_size: int | None = None,
-    data_dir: str | Path | None = None,
-    data_fraction: float = 1.0,
-    seed: int = 0,
-    **fit_kwargs,
-) -> dict:
-    """Load data, train a registered model, evaluate it on the test set, save all.
-
-    This is ``cnnlearn train`` as a function. ``epochs``, ``batch_size`` and the
-    learning rate default to the model's :class:`~cnnlearn.models.ModelSpec`.
-    Returns the ``metrics.json`` content.
-    """
-    from cnnlearn import data, models
-
-    spec = models.get_spec(model)
-    resolve_device(fit_kwargs.get("device", "auto"))  # fail before loading data
-    (x_train, y_train), (x_test, y_test) = data.load_dataset(dataset, data_dir)
-    x_train, y_train = data.take_fraction(x_train, y_train, data_fraction, seed)
-    fit_kwargs.setdefault("learning_rate", spec.learning_rate)
-    fit_kwargs.setdefault("lr_schedule", spec.lr_schedule)
-    result = fit(
-        models.get_model(model, seed=seed),
-        data.preprocess_images(x_train),
-        y_train,
-        epochs=epochs or spec.epochs,
-        batch_size=batch_size or spec.batch_size,
-        seed=seed,
-        output_dir=output_dir,
-        **fit_kwargs,
-    )
-    evaluation = evaluate(
-        result.model, data.preprocess_images(x_test), y_test, data.CLASS_NAMES[dataset]
-    )
-    return save_run(
-        output_dir,
-        result,
-        evaluation,
-        model=model,
-        dataset=dataset,
-        data_fraction=data_fraction,
-        seed=seed,
-    )
-
-
-def evaluate_saved(
-    model_path: str | Path,
-    dataset: str = "mnist",
-    data_dir: str | Path | None = None,
-    output_dir: str | Path | None = None,
-) -> dict:
-    """Evaluate a saved ``.keras`` model on a test set; write ``evaluation.json``.
-
-    The report goes to ``output_dir``, by default the model's own directory.
-    This is ``cnnlearn evaluate`` as a function; returns the report.
-    """
-    from cnnlearn import data
-
-    model_path = Path(model_path)
-    if not model_path.is_file():
-        raise FileNotFoundError(f"model file not found: {model_path}")
-    loaded = keras.models.load_model(model_path)
-    _, (x_test, y_test) = data.load_dataset(dataset, data_dir)
-    evaluation = evaluate(
-        loaded, data.preprocess_images(x_test), y_test, data.CLASS_NAMES[dataset]
-    )
-    report = {"model": str(model_path), "dataset": dataset, **evaluation.report()}
-    out = Path(output_dir) if output_dir is not None else model_path.parent
-    out.mkdir(parents=True, exist_ok=True)
-    write_json(out / "evaluation.json", report)
-    return report

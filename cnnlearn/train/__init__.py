@@ -1,0 +1,41 @@
+"""Training and evaluation (chapter 4).
+
+Plain Keras 3: :func:`fit` compiles with Adam and sparse categorical cross-entropy,
+holds out a seeded validation split, and wires the usual callbacks (checkpoints,
+TensorBoard, early stopping); :func:`evaluate` adds what ``model.evaluate`` lacks,
+a per-class report and the confusion matrix; :func:`save_run` writes the run's
+files (``model.keras``, ``metrics.json``, ``history.json``) atomically.
+
+Modules: :mod:`~cnnlearn.train.fitting` (``fit``), :mod:`~cnnlearn.train.evaluation`
+(``evaluate``) and :mod:`~cnnlearn.train.runs` (run directories).
+"""
+
+from cnnlearn.compute import Plan, plan, resolve_device
+from cnnlearn.train.evaluation import Evaluation, evaluate
+from cnnlearn.train.fitting import (
+    PLAIN,
+    EpochTimer,
+    TrainResult,
+    distributed_fit,
+    fit,
+    split_validation,
+)
+from cnnlearn.train.runs import evaluate_saved, run, save_run, versions
+
+__all__ = [
+    "PLAIN",
+    "EpochTimer",
+    "Evaluation",
+    "Plan",
+    "TrainResult",
+    "distributed_fit",
+    "evaluate",
+    "evaluate_saved",
+    "fit",
+    "plan",
+    "resolve_device",
+    "run",
+    "save_run",
+    "split_validation",
+    "versions",
+]
