@@ -12,47 +12,30 @@ import contextlib
 import sys
 
 from cnnlearn import __version__
+from cnnlearn.cli import compress, deploy
+from cnnlearn.cli._args import Parser, fraction, positive
 
-EXIT_BAD_INPUT = 2
-
-
-class _Parser(argparse.ArgumentParser):
-    def error(self, message: str):  # one line, not usage + message
-        self.exit(EXIT_BAD_INPUT, f"cnnlearn: error: {message}\n")
-
-
-def _fraction(text: str) -> float:
-    value = float(text)
-    if not 0.0 < value <= 1.0:
-        raise argparse.ArgumentTypeError(f"must be in (0, 1], got {text}")
-    return value
-
-
-def _positive(text: str) -> int:
-    value = int(text)
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be >= 1, got {text}")
-    return value
+__all__ = ["build_parser", "main"]
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = _Parser(prog="cnnlearn", description=__doc__.splitlines()[0])
+    parser = Parser(prog="cnnlearn", description=__doc__.splitlines()[0])
     parser.add_argument("--version", action="version", version=__version__)
-    verbs = parser.add_subparsers(dest="verb", required=True, parser_class=_Parser)
+    verbs = parser.add_subparsers(dest="verb", required=True, parser_class=Parser)
 
     train = verbs.add_parser("train", help="train a model, evaluate it, save it")
     train.add_argument("--model", default="seed", help="seed, lenet5 or strong")
     train.add_argument("--dataset", default="mnist", help="mnist or fashion_mnist")
-    train.add_argument("--epochs", type=_positive, help="default: the model's")
-    train.add_argument("--batch-size", type=_positive, help="default: the model's")
+    train.add_argument("--epochs", type=positive, help="default: the model's")
+    train.add_argument("--batch-size", type=positive, help="default: the model's")
     train.add_argument("--data-dir", help="directory with the IDX files")
-    train.add_argument("--data-fraction", type=_fraction, default=1.0)
+    train.add_argument("--data-fraction", type=fraction, default=1.0)
     train.add_argument("--validation-split", type=float, default=0.1)
     train.add_argument("--seed", type=int, default=0)
     train.add_argument("--device", default="auto", help="auto, cpu or gpu")
     train.add_argument("--checkpoint", action="store_true")
     train.add_argument("--tensorboard", action="store_true")
-    train.add_argument("--early-stopping", type=_positive, metavar="PATIENCE")
+    train.add_argument("--early-stopping", type=positive, metavar="PATIENCE")
     train.add_argument("--output", required=True, help="run directory")
     train.add_argument(
         "--strategy",
@@ -68,11 +51,11 @@ def build_parser() -> argparse.ArgumentParser:
         "float32 for distributed runs",
     )
     train.add_argument(
-        "--steps-per-execution", type=_positive, help="default: the plan's"
+        "--steps-per-execution", type=positive, help="default: the plan's"
     )
     train.add_argument(
         "--batch-scale",
-        type=_positive,
+        type=positive,
         help="train with this multiple of --batch-size (Adam's rate x its square "
         "root); 1 keeps --batch-size; default: the plan's",
     )
@@ -82,11 +65,11 @@ def build_parser() -> argparse.ArgumentParser:
         help="XLA; default: the plan's (on for GPU/TPU, off on CPU)",
     )
     train.add_argument(
-        "--steps-per-epoch", type=_positive, help="cut epochs (distributed runs)"
+        "--steps-per-epoch", type=positive, help="cut epochs (distributed runs)"
     )
     train.add_argument(
         "--checkpoint-every",
-        type=_positive,
+        type=positive,
         metavar="STEPS",
         help="distributed runs also checkpoint every STEPS steps",
     )
@@ -94,7 +77,7 @@ def build_parser() -> argparse.ArgumentParser:
     launch = verbs.add_parser(
         "launch", help="run a command as N local workers with TF_CONFIG"
     )
-    launch.add_argument("--workers", type=_positive, default=2)
+    launch.add_argument("--workers", type=positive, default=2)
     launch.add_argument("--timeout", type=float, default=600.0, help="seconds")
     launch.add_argument("--output", help="for launch.json; default: the command's")
     launch.add_argument("command", nargs=argparse.REMAINDER, help="-- train ...")
@@ -113,17 +96,17 @@ def build_parser() -> argparse.ArgumentParser:
     tune.add_argument(
         "--algorithm", default="hyperband", choices=["hyperband", "random", "bayesian"]
     )
-    tune.add_argument("--max-trials", type=_positive, default=10, help="random/bayes")
-    tune.add_argument("--max-epochs", type=_positive, default=3)
-    tune.add_argument("--epoch-budget", type=_positive, help="random/bayes: epochs")
-    tune.add_argument("--data-fraction", type=_fraction, default=0.2)
-    tune.add_argument("--executions-per-trial", type=_positive, default=1)
-    tune.add_argument("--param-budget", type=_positive, help="most parameters")
+    tune.add_argument("--max-trials", type=positive, default=10, help="random/bayes")
+    tune.add_argument("--max-epochs", type=positive, default=3)
+    tune.add_argument("--epoch-budget", type=positive, help="random/bayes: epochs")
+    tune.add_argument("--data-fraction", type=fraction, default=0.2)
+    tune.add_argument("--executions-per-trial", type=positive, default=1)
+    tune.add_argument("--param-budget", type=positive, help="most parameters")
     tune.add_argument(
         "--budget-policy", default="reject", choices=["reject", "penalize"]
     )
-    tune.add_argument("--batch-size", type=_positive, default=128)
-    tune.add_argument("--final-epochs", type=_positive, default=10)
+    tune.add_argument("--batch-size", type=positive, default=128)
+    tune.add_argument("--final-epochs", type=positive, default=10)
     tune.add_argument("--no-retrain", action="store_true", help="search only")
     tune.add_argument("--dataset", default="mnist")
     tune.add_argument("--data-dir")
@@ -136,115 +119,9 @@ def build_parser() -> argparse.ArgumentParser:
     evaluate.add_argument("--dataset", default="mnist")
     evaluate.add_argument("--data-dir")
     evaluate.add_argument("--output", help="default: the model's directory")
-    _add_compress_verb(verbs)
-    _add_deploy_verbs(verbs)
+    compress.add_verb(verbs)
+    deploy.add_verbs(verbs)
     return parser
-
-
-def _add_deploy_verbs(verbs) -> None:
-    """``serve`` and ``deploy`` (chapter 8)."""
-    serve = verbs.add_parser("serve", help="serve models over TF Serving's REST API")
-    serve.add_argument("--model-base-path", help="the model's versions 1/, 2/, ...")
-    serve.add_argument("--model-name", default="mnist")
-    serve.add_argument("--model", action="append", default=[], metavar="NAME=DIR")
-    serve.add_argument("--backend", choices=["savedmodel", "tflite"])
-    serve.add_argument("--host", default="127.0.0.1")
-    serve.add_argument("--port", type=int, default=8501, help="0: a free port")
-    serve.add_argument("--pin-version", type=_positive, help="serve only this one")
-    serve.add_argument("--poll-seconds", type=float, default=1.0)
-    serve.add_argument("--max-batch", type=_positive, default=1024)
-    serve.add_argument("--max-body-bytes", type=_positive, default=32 * 1024 * 1024)
-    serve.add_argument("--output", help="writes server.json (url, pid) when ready")
-    serve.add_argument(
-        "--no-gc-freeze",
-        dest="freeze_gc",
-        action="store_false",
-        help="leave start-up objects to the garbage collector (for benchmarks)",
-    )
-
-    deploy = verbs.add_parser("deploy", help="evaluate, gate and publish a version")
-    deploy.add_argument("--base-path", required=True, help="versions go to NAME/N/")
-    deploy.add_argument("--model-name", default="mnist")
-    deploy.add_argument("--model", help=".keras file; default: train --train-model")
-    deploy.add_argument("--train-model", default="seed")
-    deploy.add_argument("--epochs", type=_positive, default=1)
-    deploy.add_argument("--dataset", default="mnist")
-    deploy.add_argument("--data-dir")
-    deploy.add_argument("--data-fraction", type=_fraction, default=1.0)
-    deploy.add_argument("--seed", type=int, default=0)
-    deploy.add_argument("--min-accuracy", type=float, default=0.97)
-    deploy.add_argument("--max-size-mb", type=float, default=5.0)
-    deploy.add_argument("--compress", choices=["dynamic", "float16", "int8"])
-    deploy.add_argument("--serve", action="store_true", help="then serve it")
-    deploy.add_argument("--backend", choices=["savedmodel", "tflite"])
-    deploy.add_argument("--port", type=int, default=8501)
-    deploy.add_argument("--output", required=True, help="deploy_report.json")
-
-
-def _serve(args) -> str:
-    from pathlib import Path
-
-    from cnnlearn.deploy import server
-
-    models = dict(m.split("=", 1) for m in args.model if "=" in m)
-    if len(models) != len(args.model):
-        raise ValueError(f"--model expects NAME=DIR, got {args.model}")
-    if args.model_base_path:
-        models[args.model_name] = args.model_base_path
-    if not models:
-        raise ValueError("nothing to serve: give --model-base-path or --model")
-    pinned = {args.model_name: args.pin_version} if args.pin_version else None
-    ready = None
-    if args.output is not None:
-        Path(args.output).mkdir(parents=True, exist_ok=True)
-        ready = Path(args.output) / "server.json"
-    server.serve(
-        models,
-        args.backend or "savedmodel",
-        host=args.host,
-        port=args.port,
-        ready_file=ready,
-        pinned=pinned,
-        poll_seconds=args.poll_seconds,
-        max_batch=args.max_batch,
-        max_body_bytes=args.max_body_bytes,
-        freeze_gc=args.freeze_gc,
-    )
-    return "server stopped"
-
-
-def _deploy(args) -> str:
-    from cnnlearn.deploy import pipeline, server
-
-    report = pipeline.deploy(
-        args.model,
-        base_path=args.base_path,
-        model_name=args.model_name,
-        output_dir=args.output,
-        dataset=args.dataset,
-        data_dir=args.data_dir,
-        data_fraction=args.data_fraction,
-        train_model=args.train_model,
-        epochs=args.epochs,
-        seed=args.seed,
-        min_accuracy=args.min_accuracy,
-        max_size_mb=args.max_size_mb,
-        compression=args.compress,
-    )
-    summary = (
-        f"published {args.model_name} version {report['version']} "
-        f"test_accuracy={report['tflite_test_accuracy']:.4f} → "
-        f"{args.output}/deploy_report.json"
-    )
-    if args.serve:
-        print(summary, file=sys.stderr)
-        server.serve(
-            {args.model_name: report["model_dir"]},
-            args.backend or "savedmodel",
-            port=args.port,
-            ready_file=f"{args.output}/server.json",
-        )
-    return summary
 
 
 def _train(args) -> str:
@@ -380,64 +257,21 @@ def _evaluate(args) -> str:
     return f"test_accuracy={report['accuracy']:.4f} test_loss={report['loss']:.4f}"
 
 
-def _sparsity(text: str) -> float:
-    value = float(text)
-    if not 0.0 <= value < 1.0:
-        raise argparse.ArgumentTypeError(f"must be in [0, 1), got {text}")
-    return value
-
-
-def _add_compress_verb(verbs) -> None:
-    """``compress`` (chapter 6)."""
-    compress = verbs.add_parser("compress", help="prune, quantize, fuse or distill")
-    compress.add_argument("--model", required=True, help="path to model.keras")
-    compress.add_argument(
-        "--method",
-        required=True,
-        choices=["prune", "dynamic", "int8", "float16", "fuse", "distill"],
-    )
-    compress.add_argument("--sparsity", type=_sparsity, default=0.8, help="prune")
-    compress.add_argument("--epochs", type=_positive, default=2, help="prune, distill")
-    compress.add_argument("--teacher", help="distill: the teacher's model.keras")
-    compress.add_argument("--dataset", default="mnist")
-    compress.add_argument("--data-dir")
-    compress.add_argument("--data-fraction", type=_fraction, default=1.0)
-    compress.add_argument("--seed", type=int, default=0)
-    compress.add_argument("--output", required=True, help="output directory")
-
-
-def _compress(args) -> str:
-    from cnnlearn.compress.apply import compress_saved
-
-    report = compress_saved(
-        args.model,
-        args.method,
-        args.output,
-        sparsity=args.sparsity,
-        epochs=args.epochs,
-        teacher_path=args.teacher,
-        dataset=args.dataset,
-        data_dir=args.data_dir,
-        data_fraction=args.data_fraction,
-        seed=args.seed,
-    )
-    result = report["compressed"]
-    return (
-        f"accuracy={result['accuracy']:.4f} gzip_bytes={result['gzip_bytes']} "
-        f"({report['gzip_ratio']:.2f}x smaller) → {args.output}/report.json"
-    )
-
-
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     if args.verb != "serve":  # the LiteRT server runs without TensorFlow
         import cnnlearn._tf  # noqa: F401  (after parsing: --help stays instant)
 
-    verb = {"train": _train, "evaluate": _evaluate, "launch": _launch, "book": _book}
-    verb["tune"] = _tune
-    verb["compress"] = _compress
-    verb.update(serve=_serve, deploy=_deploy)
-    verb = verb[args.verb]
+    verb = {
+        "train": _train,
+        "evaluate": _evaluate,
+        "launch": _launch,
+        "book": _book,
+        "tune": _tune,
+        "compress": compress.compress,
+        "serve": deploy.serve,
+        "deploy": deploy.deploy,
+    }[args.verb]
     try:
         with contextlib.redirect_stdout(sys.stderr):  # Keras progress → stderr
             summary = verb(args)
@@ -447,7 +281,3 @@ def main(argv: list[str] | None = None) -> int:
         return 1
     print(summary)
     return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())

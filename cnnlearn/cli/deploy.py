@@ -1,0 +1,115 @@
+"""``cnnlearn serve`` and ``cnnlearn deploy`` (chapter 8)."""
+
+from __future__ import annotations
+
+import sys
+
+from cnnlearn.cli._args import fraction, positive
+
+__all__ = ["add_verbs", "deploy", "serve"]
+
+
+def add_verbs(verbs) -> None:
+    """``serve`` and ``deploy`` (chapter 8)."""
+    serve = verbs.add_parser("serve", help="serve models over TF Serving's REST API")
+    serve.add_argument("--model-base-path", help="the model's versions 1/, 2/, ...")
+    serve.add_argument("--model-name", default="mnist")
+    serve.add_argument("--model", action="append", default=[], metavar="NAME=DIR")
+    serve.add_argument("--backend", choices=["savedmodel", "tflite"])
+    serve.add_argument("--host", default="127.0.0.1")
+    serve.add_argument("--port", type=int, default=8501, help="0: a free port")
+    serve.add_argument("--pin-version", type=positive, help="serve only this one")
+    serve.add_argument("--poll-seconds", type=float, default=1.0)
+    serve.add_argument("--max-batch", type=positive, default=1024)
+    serve.add_argument("--max-body-bytes", type=positive, default=32 * 1024 * 1024)
+    serve.add_argument("--output", help="writes server.json (url, pid) when ready")
+    serve.add_argument(
+        "--no-gc-freeze",
+        dest="freeze_gc",
+        action="store_false",
+        help="leave start-up objects to the garbage collector (for benchmarks)",
+    )
+
+    deploy = verbs.add_parser("deploy", help="evaluate, gate and publish a version")
+    deploy.add_argument("--base-path", required=True, help="versions go to NAME/N/")
+    deploy.add_argument("--model-name", default="mnist")
+    deploy.add_argument("--model", help=".keras file; default: train --train-model")
+    deploy.add_argument("--train-model", default="seed")
+    deploy.add_argument("--epochs", type=positive, default=1)
+    deploy.add_argument("--dataset", default="mnist")
+    deploy.add_argument("--data-dir")
+    deploy.add_argument("--data-fraction", type=fraction, default=1.0)
+    deploy.add_argument("--seed", type=int, default=0)
+    deploy.add_argument("--min-accuracy", type=float, default=0.97)
+    deploy.add_argument("--max-size-mb", type=float, default=5.0)
+    deploy.add_argument("--compress", choices=["dynamic", "float16", "int8"])
+    deploy.add_argument("--serve", action="store_true", help="then serve it")
+    deploy.add_argument("--backend", choices=["savedmodel", "tflite"])
+    deploy.add_argument("--port", type=int, default=8501)
+    deploy.add_argument("--output", required=True, help="deploy_report.json")
+
+
+def serve(args) -> str:
+    from pathlib import Path
+
+    from cnnlearn.deploy import server
+
+    models = dict(m.split("=", 1) for m in args.model if "=" in m)
+    if len(models) != len(args.model):
+        raise ValueError(f"--model expects NAME=DIR, got {args.model}")
+    if args.model_base_path:
+        models[args.model_name] = args.model_base_path
+    if not models:
+        raise ValueError("nothing to serve: give --model-base-path or --model")
+    pinned = {args.model_name: args.pin_version} if args.pin_version else None
+    ready = None
+    if args.output is not None:
+        Path(args.output).mkdir(parents=True, exist_ok=True)
+        ready = Path(args.output) / "server.json"
+    server.serve(
+        models,
+        args.backend or "savedmodel",
+        host=args.host,
+        port=args.port,
+        ready_file=ready,
+        pinned=pinned,
+        poll_seconds=args.poll_seconds,
+        max_batch=args.max_batch,
+        max_body_bytes=args.max_body_bytes,
+        freeze_gc=args.freeze_gc,
+    )
+    return "server stopped"
+
+
+def deploy(args) -> str:
+    from cnnlearn.deploy import pipeline, server
+
+    report = pipeline.deploy(
+        args.model,
+        base_path=args.base_path,
+        model_name=args.model_name,
+        output_dir=args.output,
+        dataset=args.dataset,
+        data_dir=args.data_dir,
+        data_fraction=args.data_fraction,
+        train_model=args.train_model,
+        epochs=args.epochs,
+        seed=args.seed,
+        min_accuracy=args.min_accuracy,
+        max_size_mb=args.max_size_mb,
+        compression=args.compress,
+    )
+    summary = (
+        f"published {args.model_name} version {report['version']} "
+        f"test_accuracy={report['tflite_test_accuracy']:.4f} → "
+        f"{args.output}/deploy_report.json"
+    )
+    if args.serve:
+        print(summary, file=sys.stderr)
+        server.serve(
+            {args.model_name: report["model_dir"]},
+            args.backend or "savedmodel",
+            port=args.port,
+            ready_file=f"{args.output}/server.json",
+        )
+    return summary
