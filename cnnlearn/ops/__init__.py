@@ -1,0 +1,54 @@
+"""NumPy reference implementations of the CNN layers (chapter 2).
+
+Activations are NHWC ``(batch, height, width, channels)`` and convolution kernels
+HWIO ``(height, width, in_channels, out_channels)``, the layouts of ``tf.nn`` and
+Keras, so every result here can be compared with TensorFlow number for number
+(``tests/test_ops.py`` does). A convolution is a cross-correlation, as in
+``tf.nn.conv2d``. It comes two ways: ``method="naive"`` loops over output
+positions and kernel taps and reads like the formula; ``method="im2col"`` copies
+every input window into one row of a matrix (:func:`im2col`) and does a single
+matrix product. The ``*_backward`` functions return the gradients that
+``tf.GradientTape`` computes.
+
+``padding`` is ``"valid"`` (none), ``"same"`` (TensorFlow's rule, see
+:func:`same_padding`), an int ``p`` (``p`` zeros on every side) or explicit
+``((top, bottom), (left, right))``. ``kernel_size``, ``stride`` and ``dilation``
+are an int or an ``(h, w)`` pair.
+
+:func:`layer_costs` and :func:`model_flops` count a Keras model's parameters,
+FLOPs and receptive fields; :func:`forward` runs its inference with these functions.
+"""
+
+from __future__ import annotations
+
+from cnnlearn.ops.conv import conv2d, conv2d_backward
+from cnnlearn.ops.geometry import im2col, output_shape, output_size, same_padding
+from cnnlearn.ops.layers import dense, flatten, relu, relu_backward, softmax
+from cnnlearn.ops.model import forward, layer_costs, model_flops
+from cnnlearn.ops.pool import (
+    avg_pool2d,
+    avg_pool2d_backward,
+    max_pool2d,
+    max_pool2d_backward,
+)
+
+__all__ = [
+    "avg_pool2d",
+    "avg_pool2d_backward",
+    "conv2d",
+    "conv2d_backward",
+    "dense",
+    "flatten",
+    "forward",
+    "im2col",
+    "layer_costs",
+    "max_pool2d",
+    "max_pool2d_backward",
+    "model_flops",
+    "output_shape",
+    "output_size",
+    "relu",
+    "relu_backward",
+    "same_padding",
+    "softmax",
+]
