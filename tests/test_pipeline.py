@@ -7,6 +7,7 @@ import pytest
 
 from cnnlearn import pipeline
 from cnnlearn.data import DataError
+from cnnlearn.pipeline import tfrecords
 
 
 @pytest.fixture(scope="module")
@@ -232,7 +233,7 @@ def test_rewrite_replaces_complete_shards(small, tmp_path):
 
 def test_failed_write_leaves_no_partial_shard(small, tmp_path, monkeypatch):
     x, y = small
-    real, calls = pipeline._example, []
+    real, calls = tfrecords._example, []
 
     def failing(image, label):
         calls.append(1)
@@ -240,7 +241,7 @@ def test_failed_write_leaves_no_partial_shard(small, tmp_path, monkeypatch):
             raise RuntimeError("disk full")
         return real(image, label)
 
-    monkeypatch.setattr(pipeline, "_example", failing)
+    monkeypatch.setattr(tfrecords, "_example", failing)
     with pytest.raises(RuntimeError, match="disk full"):
         pipeline.write_tfrecords(x, y, tmp_path, 2)
     assert [p.name for p in tmp_path.iterdir()] == ["train-00000-of-00002.tfrecord.gz"]

@@ -1,10 +1,8 @@
-"""Input pipelines that scale past memory (chapter 3).
+"""Sharded TFRecord files: write, check, count and stream them (chapter 3).
 
-Both pipelines yield batches of float32 images ``(B, H, W, C)`` in [0, 1] and
-int64 labels: :func:`make_dataset` from arrays in memory, :func:`tfrecord_dataset`
-streaming the sharded files of :func:`write_tfrecords`. TensorFlow reports a
-damaged TFRecord file without its name (``DataLossError: corrupted record at
-N``), and some truncated ones not at all; :func:`check_shards` names the file.
+TensorFlow reports a damaged TFRecord file without its name (``DataLossError:
+corrupted record at N``), and some truncated ones not at all; :func:`check_shards`
+names the file.
 """
 
 from __future__ import annotations
@@ -23,129 +21,17 @@ import cnnlearn._tf  # noqa: F401  (quiet TensorFlow start-up; before Keras)
 # isort: split
 import keras
 import tensorflow as tf
-from keras import layers
 
 from cnnlearn import data
 from cnnlearn._io import atomic_path
 from cnnlearn.data import DataError
+from cnnlearn.pipeline.arrays import AUTOTUNE, _finish, _to_float
 
-__all__ = ["AUGMENTATIONS", "augmentation", "check_shards", "count_records"]
-__all__ += ["make_dataset", "tfrecord_dataset", "write_tfrecords"]
+__all__ = ["check_shards", "count_records", "tfrecord_dataset", "write_tfrecords"]
 
-AUTOTUNE = tf.data.AUTOTUNE
-AUGMENTATIONS = ("none", "flip", "geometric", "flips")
 _SUFFIXES = {"GZIP": ".gz", "ZLIB": ".zz", "": ""}  # compression -> file suffix
 _WBITS = {"GZIP": 16 + zlib.MAX_WBITS, "ZLIB": zlib.MAX_WBITS}
 Files = str | os.PathLike | Sequence[str | os.PathLike]
-
-
-def augmentation(kind: str = "geometric", seed: int | None = None) -> keras.Sequential:
-    """Random image transformations for training, as a Keras model (chapter 3).
-
-    ``kind`` is ``"none"`` (the identity), ``"flip"`` (horizontal mirroring
-    alone), ``"geometric"`` (rotations up to ±18°, shifts and zooms up to 10 %,
-    new pixels 0) or ``"flips"`` (geometric plus mirroring). Mirroring suits
-    Fashion-MNIST, not digits. Layer ``i`` gets
-    ``seed + i`` (one seed for all would tie the angle to the shift); two models
-    built with the same seed transform a batch identically.
-    """
-    if kind not in AUGMENTATIONS:
-        raise ValueError(
-            f"unknown augmentation {kind!r}: expected one of {AUGMENTATIONS}"
-        )
-    if kind == "none":
-        return keras.Sequential([layers.Identity()], name="no_augmentation")
-
-    def s(i: int) -> int | None:
-        return None if seed is None else seed + i
-
-    if kind == "flip":
-        flip = layers.RandomFlip("horizontal", seed=s(3))
-        return keras.Sequential([flip], name="flip_augmentation")
-    stack = [
-        layers.RandomRotation(0.05, fill_mode="constant", seed=s(0)),
-        layers.RandomTranslation(0.1, 0.1, fill_mode="constant", seed=s(1)),
-        layers.RandomZoom(0.1, fill_mode="constant", seed=s(2)),
-    ]
-    if kind == "flips":
-        stack.append(layers.RandomFlip("horizontal", seed=s(3)))
-    return keras.Sequential(stack, name=f"{kind}_augmentation")
-
-
-def _to_float(images: tf.Tensor, labels: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor]:
-    scale = 255.0 if images.dtype == tf.uint8 else 1.0
-    images = tf.cast(images, tf.float32) / scale
-    if images.shape.rank == 3:
-        images = images[..., tf.newaxis]
-    return images, tf.cast(labels, tf.int64)
-
-
-def _finish(ds, training: bool, augment, seed: int | None, prefetch: bool):
-    """Augment (training only), fix determinism, prefetch."""
-    if training and not (isinstance(augment, str) and augment == "none"):
-        aug = augmentation(augment, seed) if isinstance(augment, str) else augment
-        # Keras' random layers keep their seed state in a variable: parallel
-        # calls would race for it, so a seeded pipeline augments one batch at a
-        # time (each batch's ops still use every core).
-        ds = ds.map(
-            lambda x, y: (aug(x, training=True), y),
-            num_parallel_calls=None if seed is not None else AUTOTUNE,
-        )
-    options = tf.data.Options()
-    options.deterministic = seed is not None or not training
-    ds = ds.with_options(options)
-    return ds.prefetch(AUTOTUNE) if prefetch else ds
-
-
-def make_dataset(
-    x: np.ndarray,
-    y: np.ndarray,
-    batch_size: int = 32,
-    training: bool = False,
-    augment: str | keras.Layer = "none",
-    cache: bool = True,
-    prefetch: bool = True,
-    seed: int | None = None,
-    shuffle_buffer: int | None = None,
-) -> tf.data.Dataset:
-    """A ``tf.data`` pipeline over in-memory arrays (chapter 3).
-
-    cache → shuffle (training) → batch → uint8 to float32 / 255 and a channel
-    axis → augmentation (training) → prefetch. The images stay uint8 in memory:
-    the conversion happens per batch, inside the pipeline.
-
-    Parameters
-    ----------
-    x, y
-        Images, uint8 ``(N, H, W)`` or ``(N, H, W, C)`` or scaled floats; labels.
-    training
-        Shuffle (anew each epoch) and augment; ``False`` keeps the order of ``x``
-        and never augments, whatever ``augment`` says.
-    augment
-        An :data:`AUGMENTATIONS` name for :func:`augmentation`, or a Keras layer.
-    seed
-        Seeds shuffle and augmentation and makes the batches reproducible. A
-        seeded pipeline augments one batch at a time (Keras' random layers keep
-        their state in a variable that parallel calls would race for).
-    shuffle_buffer
-        By default ``len(x)``: a perfect shuffle.
-    """
-    x, y = np.asarray(x), np.asarray(y)
-    if len(x) != len(y):
-        raise ValueError(f"x and y differ in length: {len(x)} and {len(y)}")
-    if x.dtype != np.uint8 and not np.issubdtype(x.dtype, np.floating):
-        raise ValueError(f"expected uint8 or float images, found dtype {x.dtype}")
-    if x.ndim not in (3, 4):
-        raise ValueError(f"expected images (N, H, W) or (N, H, W, C), got {x.shape}")
-    ds = tf.data.Dataset.from_tensor_slices((x, y))
-    if cache:
-        ds = ds.cache()
-    if training:
-        ds = ds.shuffle(
-            shuffle_buffer or len(x), seed=seed, reshuffle_each_iteration=True
-        )
-    ds = ds.batch(batch_size).map(_to_float, num_parallel_calls=AUTOTUNE)
-    return _finish(ds, training, augment, seed, prefetch)
 
 
 def _check_compression(compression: str | None) -> str:
