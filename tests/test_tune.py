@@ -13,7 +13,9 @@ from cnnlearn import cli, plots, tune
 @pytest.mark.parametrize("seed", [0, 1])
 def test_search_space_builds_valid_models(seed):
     x = np.random.default_rng(seed).random((4, 28, 28, 1), dtype=np.float32)
-    for values in tune.sample_configurations(seed, 6):
+    configurations = tune.sample_configurations(6, seed=seed)
+    assert len(configurations) == 6
+    for values in configurations:
         model = tune.build_model(values)
         assert model.optimizer is not None  # compiled, ready for fit
         probs = np.asarray(model(x))
@@ -36,8 +38,11 @@ def test_search_space_builds_valid_models(seed):
 
 def test_smallest_model_and_impossible_budget():
     smallest = tune.smallest_params()
-    values = tune.sample_configurations(0, 8)
+    values = tune.sample_configurations(8, seed=0)
+    assert len(values) == 8
     assert all(tune.count_params(v) >= smallest for v in values)
+    with pytest.raises(ValueError, match="at least one"):
+        tune.sample_configurations(0)
     tune.check_budget(smallest)  # exactly the smallest model fits
     with pytest.raises(ValueError, match="impossible"):
         tune.check_budget(smallest - 1)

@@ -104,6 +104,8 @@ def space_table(input_shape: InputShape = (28, 28, 1), num_classes: int = 10):
 
 def sample_configurations(n: int, seed: int = 0) -> list[dict]:
     """``n`` configurations drawn by KerasTuner's random-search sampler."""
+    if n < 1:
+        raise ValueError(f"n must be at least one configuration, got {n}")
     hp = kt.HyperParameters()
     search_space(hp)  # registers the space, conditional scopes included
     oracle = kt.oracles.RandomSearchOracle(
