@@ -47,26 +47,18 @@ NOT_PROSE = re.compile(
     re.S,
 )
 
-# The allow-list: (chapter prefix, text) pairs that are definitions, the article's
-# own claims (quoted so the book can check them; each is in the claims ledger) or
-# facts of a data set's format, never a measurement of this book.
-ALLOWED = [
-    # Sizes that define the data and the layers, not measurements.
-    ("*", "28×28"),
-    ("*", "3×3"),
-    ("*", "2×2"),
-    ("*", "14×14×64"),
-    ("*", "26×26×32"),
-    ("*", "13×13×32"),
-    ("*", "28×28×1"),
-    ("*", "224×224"),
-    ("*", "92×112"),
-    ("*", "10 % of the training images"),  # train.fit's validation split, a default
-    # The article's claims, quoted to be checked (ledger: article_accuracy, ...).
-    ("*", "98 %"),
-    ("*", "2 ms per step"),
-    ("*", "2 ms/step"),
-]
+# The allow-list: text that holds a number without being a measurement of this
+# book. Shared here: sizes that define the data and the layers. Each chapter keeps
+# its own beside its prose, in the notebook's metadata, one reason per entry:
+#   "cnnlearn": {"allowed_numbers": [{"text": "...", "why": "..."}]}
+# (the article's claims, quoted so the chapter can check them; definitions).
+ALLOWED = ["28×28", "3×3", "2×2", "28×28×1", "224×224", "92×112"]
+
+
+def allowed_numbers(nb: nbformat.NotebookNode) -> list[str]:
+    entries = nb.metadata.get("cnnlearn", {}).get("allowed_numbers", [])
+    assert all(e.get("why") for e in entries), "every allowed number needs a why"
+    return ALLOWED + [e["text"] for e in entries]
 
 
 def prose(cell: nbformat.NotebookNode) -> str:
@@ -75,7 +67,7 @@ def prose(cell: nbformat.NotebookNode) -> str:
 
 def unglued_numbers(path) -> list[str]:
     nb = nbformat.read(path, as_version=4)
-    allowed = [t for prefix, t in ALLOWED if prefix in ("*", path.name[:2])]
+    allowed = allowed_numbers(nb)
     found = []
     for index, cell in enumerate(nb.cells):
         if cell.cell_type != "markdown":
