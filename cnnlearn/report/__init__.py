@@ -6,6 +6,7 @@ and show them with the table builders of :mod:`~cnnlearn.report.tables`.
 :mod:`~cnnlearn.report.summary` gives chapter 10 one headline per benchmark.
 """
 
+from cnnlearn.report import provenance
 from cnnlearn.report.results import RESULTS_DIR, RESULTS_URL, load_benchmark
 from cnnlearn.report.summary import SUMMARY_TOPICS, chapter_summary
 from cnnlearn.report.tables import (
@@ -32,6 +33,7 @@ __all__ = [
     "load_benchmark",
     "markdown_table",
     "pipeline_table",
+    "provenance",
     "speed_table",
     "throughput_table",
     "training_table",

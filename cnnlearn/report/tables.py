@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from cnnlearn.report import provenance
+
 __all__ = [
     "ablation_table",
     "accuracy_row",
@@ -15,11 +17,16 @@ __all__ = [
 ]
 
 
-def markdown_table(rows: list[dict], floatfmt: str = ".4g") -> str:
+def markdown_table(
+    rows: list[dict], floatfmt: str = ".4g", source: dict | None = None
+) -> str:
     """Render a list of same-keyed dicts as a Markdown table.
 
     A ``|`` inside a header or cell (``max |Δp|``) is escaped, so it does not
-    split the cell.
+    split the cell. With ``source``, the result file the rows come from, the
+    table is followed by that file's provenance notes
+    (:func:`cnnlearn.report.provenance.notes`): a busy machine, a merge, a file
+    older than these records.
     """
     if not rows:
         raise ValueError("no rows to render")
@@ -34,6 +41,9 @@ def markdown_table(rows: list[dict], floatfmt: str = ".4g") -> str:
         "|" + "|".join("---" for _ in headers) + "|",
     ]
     lines += ["| " + " | ".join(cell(row[h]) for h in headers) + " |" for row in rows]
+    notes = provenance.notes(source) if source is not None else []
+    if notes:
+        lines += [""] + [f"> {note}" for note in notes]
     return "\n".join(lines)
 
 

@@ -1,0 +1,136 @@
+"""How a result file was made: commit, command, config, machine and load.
+
+Every ``benchmarks/<topic>.py`` stamps its result file with :func:`start` before
+it measures and :func:`finish` before each write, and each row it measures with
+:func:`measured_at`. Chapters print :func:`notes` next to a table made from the
+file, so a reader sees when a number came from a busy machine, from a merge of
+several runs, or from a file older than these records (chapter 10 explains why).
+"""
+
+from __future__ import annotations
+
+import os
+import platform
+import shlex
+import subprocess
+import sys
+from datetime import datetime, timezone
+from pathlib import Path
+
+__all__ = ["finish", "machine", "measured_at", "merge_rows", "notes", "start"]
+
+REPO = Path(__file__).resolve().parents[2]
+# What a complete record holds; a file missing any of them is "partial".
+FIELDS = ("commit", "command", "config", "machine", "load_average", "started_at")
+
+
+def measured_at() -> str:
+    """The current UTC time, to the second, in ISO 8601 (``2026-12-06T09:30:00Z``)."""
+    return datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def _git(*args: str) -> str | None:
+    try:
+        out = subprocess.run(
+            ["git", *args], cwd=REPO, capture_output=True, text=True, timeout=10
+        )
+    except (OSError, subprocess.TimeoutExpired):
+        return None
+    return out.stdout.strip() if out.returncode == 0 else None
+
+
+def machine() -> dict:
+    """Platform, cores and the versions of the numerical stack."""
+    import keras
+    import numpy as np
+
+    info = {
+        "platform": platform.platform(),
+        "processor": platform.processor() or platform.machine(),
+        "cpu_count": os.cpu_count(),
+        "python": platform.python_version(),
+        "keras": keras.__version__,
+        "backend": keras.backend.backend(),
+        "numpy": np.__version__,
+    }
+    if info["backend"] == "tensorflow":
+        import tensorflow as tf
+
+        info["tensorflow"] = tf.__version__
+    return info
+
+
+def start(config: dict, argv: list[str] | None = None) -> dict:
+    """The provenance record of a run that starts now.
+
+    Parameters
+    ----------
+    config
+        Everything that decides the numbers: the script's arguments and any
+        training plan it pins. Must be JSON-serializable.
+    argv
+        The command line; ``sys.argv`` by default.
+    """
+    argv = sys.argv if argv is None else argv
+    status = _git("status", "--porcelain", "--untracked-files=no")
+    return {
+        "commit": _git("rev-parse", "HEAD"),
+        "dirty": bool(status) if status is not None else None,
+        "command": shlex.join(["python", *argv]),
+        "config": config,
+        "machine": machine(),
+        "load_average": {"start": list(os.getloadavg()), "end": None},
+        "started_at": measured_at(),
+    }
+
+
+def finish(record: dict) -> dict:
+    """Close ``record``: the load average now, the time, and whether it was noisy.
+
+    A run is *noisy* when the one-minute load average at its start or end
+    exceeds the number of cores: other work shared the CPU, so its timings are
+    slower and less repeatable than the machine allows.
+    """
+    record["load_average"]["end"] = list(os.getloadavg())
+    record["finished_at"] = measured_at()
+    cores = record["machine"]["cpu_count"] or 1
+    loads = [v[0] for v in record["load_average"].values() if v]
+    record["noisy"] = max(loads) > cores
+    return record
+
+
+def merge_rows(rows: list[dict], parts: list[dict]) -> list[dict]:
+    """The rows of several result files, each keeping its own run's provenance.
+
+    Merging is refused when the parts' configs differ and a row does not say
+    which run made it: a file must never print one config for rows that were
+    trained with another.
+    """
+    configs = [part.get("provenance", {}).get("config") for part in parts]
+    if any(c != configs[0] for c in configs) and not all("config" in r for r in rows):
+        raise ValueError(
+            "the parts were made with different configs; give every row its own "
+            "'config' before merging"
+        )
+    return rows
+
+
+def notes(result: dict) -> list[str]:
+    """What a reader should know about how ``result`` was made, one line each."""
+    record = result.get("provenance")
+    if not record:
+        return ["Made before result files recorded their provenance."]
+    lines = []
+    missing = [f for f in FIELDS if record.get(f) in (None, {}, "")]
+    if missing:
+        lines.append(f"Provenance partial: no record of {', '.join(missing)}.")
+    if record.get("noisy"):
+        cores = record.get("machine", {}).get("cpu_count")
+        load = max(v[0] for v in record["load_average"].values() if v)
+        lines.append(
+            f"Measured on a busy machine (load average {load:.1f} on {cores} "
+            "cores): timings are slower and noisier than this machine allows."
+        )
+    if record.get("dirty"):
+        lines.append("Measured with uncommitted changes on top of the commit.")
+    return lines + list(record.get("notes", []))
