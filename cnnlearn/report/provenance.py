@@ -126,10 +126,11 @@ def notes(result: dict) -> list[str]:
         lines.append(f"Provenance partial: no record of {', '.join(missing)}.")
     if record.get("noisy"):
         cores = record.get("machine", {}).get("cpu_count")
-        load = max(v[0] for v in record["load_average"].values() if v)
+        loads = [v[0] for v in (record.get("load_average") or {}).values() if v]
+        load = f" (load average {max(loads):.1f} on {cores} cores)" if loads else ""
         lines.append(
-            f"Measured on a busy machine (load average {load:.1f} on {cores} "
-            "cores): timings are slower and noisier than this machine allows."
+            f"Measured on a busy machine{load}: timings are slower and "
+            "noisier than this machine allows."
         )
     if record.get("dirty"):
         lines.append("Measured with uncommitted changes on top of the commit.")
