@@ -6,7 +6,7 @@ and show them with the table builders of :mod:`~cnnlearn.report.tables`.
 :mod:`~cnnlearn.report.summary` gives chapter 10 one headline per benchmark.
 """
 
-from cnnlearn.report import provenance
+from cnnlearn.report import claims, provenance
 from cnnlearn.report.results import RESULTS_DIR, RESULTS_URL, load_benchmark
 from cnnlearn.report.summary import SUMMARY_TOPICS, chapter_summary
 from cnnlearn.report.tables import (
@@ -29,6 +29,7 @@ __all__ = [
     "accuracy_row",
     "applications_table",
     "chapter_summary",
+    "claims",
     "conv_ops_table",
     "load_benchmark",
     "markdown_table",

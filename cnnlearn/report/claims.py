@@ -1,0 +1,189 @@
+"""The claims ledger (论断核查表): every claim of the article, its verdict, its proof.
+
+The ledger is ``book/claims.yml``: one entry per claim of the source article,
+with the article's section, its words, the verdict (``holds``, ``corrected``,
+``refuted`` or ``not testable``) and the evidence. Evidence is read, never
+typed: a value from a ``benchmarks/results`` file or glued by a chapter, compared
+with the article's claim written as a predicate (``expect: ">= 0.975"``), or a
+chapter cell whose output shows the correction. :func:`check` says where a
+verdict lacks evidence or its evidence contradicts it; the test suite runs it on
+every entry, and chapter 10 renders :func:`ledger_table`.
+"""
+
+from __future__ import annotations
+
+import ast
+import json
+import operator
+import re
+from pathlib import Path
+
+from cnnlearn.report.results import RESULTS_DIR
+
+__all__ = ["VERDICTS", "check", "evaluate", "ledger_table", "load_claims"]
+
+BOOK = Path(__file__).resolve().parents[2] / "book"
+LEDGER = BOOK / "claims.yml"
+VERDICTS = ("holds", "corrected", "refuted", "not testable")
+OPERATORS = {
+    ">=": operator.ge,
+    "<=": operator.le,
+    ">": operator.gt,
+    "<": operator.lt,
+    "==": operator.eq,
+    "!=": operator.ne,
+}
+PREDICATE = re.compile(r"^\s*(>=|<=|==|!=|>|<)\s*(.+?)\s*$")
+GLUE_MIME = "application/papermill.record/text/plain"
+
+
+def load_claims(path: str | Path | None = None) -> list[dict]:
+    """The ledger's entries, in order (``book/claims.yml`` by default)."""
+    import yaml
+
+    claims = yaml.safe_load(Path(path or LEDGER).read_text(encoding="utf-8"))
+    if not isinstance(claims, list):
+        raise ValueError(f"{path or LEDGER}: expected a list of claims")
+    return claims
+
+
+def _chapter(chapter: str, book: Path) -> dict:
+    (path,) = book.glob(f"{chapter}_*.ipynb")
+    return json.loads(path.read_text(encoding="utf-8"))
+
+
+def _glued(nb: dict, name: str):
+    for cell in nb["cells"]:
+        for out in cell.get("outputs", []):
+            scrap = out.get("metadata", {}).get("scrapbook", {})
+            if scrap.get("name") == name and GLUE_MIME in out.get("data", {}):
+                text = out["data"][GLUE_MIME]
+                text = "".join(text) if isinstance(text, list) else text
+                try:
+                    return ast.literal_eval(text)
+                except (ValueError, SyntaxError):
+                    return text.strip("'\"")
+    raise KeyError(f"no value glued as {name!r}")
+
+
+def _cell_text(nb: dict, cell_id: str) -> tuple[str, dict]:
+    for cell in nb["cells"]:
+        if cell.get("id") == cell_id:
+            parts = []
+            for out in cell.get("outputs", []):
+                text = out.get("text") or "".join(
+                    "".join(v) if isinstance(v, list) else str(v)
+                    for k, v in out.get("data", {}).items()
+                    if k.startswith("text/")
+                )
+                parts.append("".join(text) if isinstance(text, list) else text)
+            return "\n".join(parts), cell
+    raise KeyError(f"no cell with id {cell_id!r}")
+
+
+def _lookup(result: dict, key: list):
+    value = result
+    for part in key:
+        value = value[part]
+    return value
+
+
+def evaluate(evidence: dict, book: Path = BOOK, results_dir: Path = RESULTS_DIR):
+    """Resolve one piece of evidence.
+
+    Returns ``(value, holds)``: the value read (a number from a result file or a
+    glue, or a cell's output text) and whether the article's predicate
+    ``expect`` holds for it (``None`` when there is no predicate). A cell's
+    evidence must show its ``shows`` text, or :class:`ValueError` is raised.
+    """
+    if "result" in evidence:
+        result = json.loads((results_dir / f"{evidence['result']}.json").read_text())
+        value = _lookup(result, evidence["key"])
+        other = result
+    elif "glue" in evidence:
+        nb = _chapter(evidence["chapter"], book)
+        value, other = _glued(nb, evidence["glue"]), None
+    elif "cell" in evidence:
+        nb = _chapter(evidence["chapter"], book)
+        value, cell = _cell_text(nb, evidence["cell"])
+        if "nbval-check-output" not in cell.get("metadata", {}).get("tags", []):
+            raise ValueError(f"cell {evidence['cell']} is not compared by nbval")
+        if evidence.get("shows", "") not in value or not value:
+            raise ValueError(f"cell {evidence['cell']} does not show the evidence")
+        return value, None
+    else:
+        raise ValueError(f"evidence names no result, glue or cell: {evidence}")
+    if "expect" not in evidence:
+        return value, None
+    match = PREDICATE.match(str(evidence["expect"]))
+    if not match:
+        raise ValueError(f"bad predicate {evidence['expect']!r}: e.g. '>= 0.975'")
+    op, right = match.groups()
+    try:
+        bound = float(right)
+    except ValueError:  # another key of the same result file
+        if other is None:
+            raise ValueError(f"{right!r}: a glue compares with numbers only") from None
+        bound = _lookup(other, json.loads(right))
+    return value, OPERATORS[op](value, bound)
+
+
+def check(claim: dict, book: Path = BOOK, results_dir: Path = RESULTS_DIR) -> list:
+    """What is wrong with one ledger entry: empty when its evidence backs it.
+
+    ``holds`` needs every predicate true, ``refuted`` at least one false;
+    ``holds``, ``refuted`` and ``corrected`` need evidence that resolves;
+    ``not testable`` needs a ``why``.
+    """
+    problems = []
+    for field in ("id", "section", "claim", "verdict", "chapter"):
+        if not claim.get(field):
+            problems.append(f"no {field}")
+    verdict = claim.get("verdict")
+    if verdict not in VERDICTS:
+        return problems + [f"verdict {verdict!r} is not one of {VERDICTS}"]
+    evidence = claim.get("evidence") or []
+    if verdict == "not testable":
+        return problems + ([] if claim.get("why") else ["not testable: say why"])
+    if not evidence:
+        return problems + [f"{verdict}: no evidence"]
+    outcomes = []
+    for item in evidence:
+        try:
+            outcomes.append(evaluate(item, book, results_dir)[1])
+        except (KeyError, ValueError, IndexError, FileNotFoundError) as error:
+            problems.append(f"evidence {item}: {error}")
+    tested = [o for o in outcomes if o is not None]
+    if verdict == "holds" and (not tested or not all(tested)):
+        problems.append("holds: every predicate must be true, and there must be one")
+    if verdict == "refuted" and (not tested or all(tested)):
+        problems.append("refuted: no predicate of the claim fails on the evidence")
+    return problems
+
+
+def _show(value) -> str:
+    if isinstance(value, float):
+        return f"{value:.4g}"
+    text = " ".join(str(value).split())
+    return text if len(text) <= 60 else text[:57] + "..."
+
+
+def ledger_table(claims: list[dict] | None = None) -> list[dict]:
+    """One row per claim for chapter 10: the article's words, verdict, evidence."""
+    rows = []
+    for claim in claims if claims is not None else load_claims():
+        shown = []
+        for item in claim.get("evidence") or []:
+            value, _ = evaluate(item)
+            where = item.get("result") or f"ch. {item['chapter']}"
+            test = f" (claim: {item['expect']})" if "expect" in item else ""
+            shown.append(f"{where}: {_show(value)}{test}")
+        rows.append(
+            {
+                "article (原文)": claim.get("quote") or claim["claim"],
+                "section": claim["section"],
+                "verdict": claim["verdict"],
+                "evidence": "; ".join(shown) or claim.get("why", ""),
+            }
+        )
+    return rows
