@@ -59,3 +59,20 @@ def test_markdown_table_prints_the_sources_notes_under_it():
         "\n\n> Made before result files recorded their provenance."
     )
     assert report.markdown_table(rows) == "| a |\n|---|\n| 1 |"
+
+
+@pytest.mark.parametrize(
+    "path", sorted(report.RESULTS_DIR.glob("*.json")), ids=lambda p: p.stem
+)
+def test_every_result_file_says_how_it_was_made(path):
+    """A complete record, or a recovered one that names the commit it came in
+    with and what it lacks; either way the chapter has notes to print."""
+    result = json.loads(path.read_text())
+    record = result["provenance"]
+    if record.get("recovered"):
+        assert len(record["committed_in"]) == 40 and record["notes"]
+    else:
+        assert not [f for f in provenance.FIELDS if not record.get(f)]
+        assert None not in record["load_average"].values()
+        assert isinstance(record["noisy"], bool)
+    assert all(isinstance(n, str) and n for n in provenance.notes(result))
