@@ -1,5 +1,7 @@
 from __future__ import annotations
 
+import json
+
 import pytest
 
 from cnnlearn import models, report
@@ -100,3 +102,19 @@ def test_speed_and_ablation_tables():
     assert ablated["s/epoch"] == 10.0 and ablated["batch"] == 32
     run["plan"]["batch_size"] = 32
     assert report.speed_table(results)[0]["batch"] == "32"
+
+
+def test_chapter_summary_says_how_each_file_was_made(tmp_path):
+    record = {"commit": "abc1234" + "0" * 33, "started_at": "2026-12-06T09:00:00Z"}
+    made = {
+        "conv_ops": {**record, "noisy": True, "dirty": True},
+        "tuning": {"recovered": True, "committed_in": "1d385a2" + "0" * 33},
+    }
+    for topic, provenance in made.items():
+        (tmp_path / f"{topic}.json").write_text(json.dumps({"provenance": provenance}))
+    rows = {r["topic"]: r["how it was made"] for r in report.chapter_summary(tmp_path)}
+    assert rows["conv_ops"] == (
+        "commit abc1234, 2026-12-06 with local changes; busy machine"
+    )
+    assert rows["tuning"] == "before records (committed in 1d385a2)"
+    assert rows["serving"] == "—"

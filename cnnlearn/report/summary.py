@@ -146,22 +146,40 @@ SUMMARY_TOPICS = {
 }
 
 
+def _made(result: dict) -> str:
+    """How a result file was made, in a few words (its provenance record)."""
+    record = result.get("provenance") or {}
+    if record.get("recovered"):
+        made = f"before records (committed in {record['committed_in'][:7]})"
+    elif record.get("commit"):
+        made = f"commit {record['commit'][:7]}, {record['started_at'][:10]}"
+        made += " with local changes" if record.get("dirty") else ""
+    else:
+        made = "unknown"
+    return made + ("; busy machine" if record.get("noisy") else "")
+
+
 def chapter_summary(results_dir: str | Path | None = None) -> list[dict]:
     """One row per benchmark topic: what its chapter measured (chapter 10).
 
     Reads the local ``benchmarks/results/<topic>.json`` files only (nothing is
     downloaded). A missing file gives the row "not measured yet"; a file whose
-    layout this function does not know gives "measured: see chapter N".
+    layout this function does not know gives "measured: see chapter N". The
+    last column says how the file was made: its commit, or that it predates
+    provenance records, and whether the machine was busy.
     """
     directory = Path(results_dir) if results_dir is not None else RESULTS_DIR
     rows = []
     for topic, (chapter, question, headline) in SUMMARY_TOPICS.items():
         path = directory / f"{topic}.json"
+        made = "—"
         if not path.is_file():
             measured = "not measured yet (no result file)"
         else:
+            result = json.loads(path.read_text())
+            made = _made(result)
             try:
-                measured = headline(json.loads(path.read_text()))
+                measured = headline(result)
             except (KeyError, TypeError, IndexError, ValueError, ZeroDivisionError):
                 measured = None
             measured = measured or f"measured: see chapter {chapter}"
@@ -171,6 +189,7 @@ def chapter_summary(results_dir: str | Path | None = None) -> list[dict]:
                 "topic": topic,
                 "question": question,
                 "measured": measured,
+                "how it was made": made,
             }
         )
     return rows
