@@ -115,17 +115,22 @@ def evaluate(evidence: dict, book: Path = BOOK, results_dir: Path = RESULTS_DIR)
         raise ValueError(f"evidence names no result, glue or cell: {evidence}")
     if "expect" not in evidence:
         return value, None
-    match = PREDICATE.match(str(evidence["expect"]))
+    op, bound = _predicate(evidence["expect"], other)
+    return value, OPERATORS[op](value, bound)
+
+
+def _predicate(expect: str, result: dict | None) -> tuple[str, float]:
+    """``">= 0.975"`` -> ``(">=", 0.975)``; the bound may be a key of ``result``."""
+    match = PREDICATE.match(str(expect))
     if not match:
-        raise ValueError(f"bad predicate {evidence['expect']!r}: e.g. '>= 0.975'")
+        raise ValueError(f"bad predicate {expect!r}: e.g. '>= 0.975'")
     op, right = match.groups()
     try:
-        bound = float(right)
+        return op, float(right)
     except ValueError:  # another key of the same result file
-        if other is None:
+        if result is None:
             raise ValueError(f"{right!r}: a glue compares with numbers only") from None
-        bound = _lookup(other, json.loads(right))
-    return value, OPERATORS[op](value, bound)
+        return op, _lookup(result, json.loads(right))
 
 
 def check(claim: dict, book: Path = BOOK, results_dir: Path = RESULTS_DIR) -> list:
@@ -161,29 +166,37 @@ def check(claim: dict, book: Path = BOOK, results_dir: Path = RESULTS_DIR) -> li
     return problems
 
 
-def _show(value) -> str:
-    if isinstance(value, float):
-        return f"{value:.4g}"
-    text = " ".join(str(value).split())
-    return text if len(text) <= 60 else text[:57] + "..."
+def _show(item: dict, book: Path, results_dir: Path) -> str:
+    """One piece of evidence as the ledger table shows it."""
+    value, _ = evaluate(item, book, results_dir)
+    if "cell" in item:  # the output line that shows the correction
+        line = next(t for t in value.splitlines() if item.get("shows", "") in t)
+        return f"ch. {item['chapter']}: {' '.join(line.split())}"
+    where = item["result"] if "result" in item else f"ch. {item['chapter']}"
+    text = f"{value:.4g}" if isinstance(value, float) else str(value)
+    if "expect" in item:
+        result = None
+        if "result" in item:
+            result = json.loads((results_dir / f"{item['result']}.json").read_text())
+        op, bound = _predicate(item["expect"], result)
+        text += f" (the article: {op} {bound:.6g})"
+    return f"{where}: {text}"
 
 
-def ledger_table(claims: list[dict] | None = None) -> list[dict]:
+def ledger_table(
+    claims: list[dict] | None = None, book: Path = BOOK, results_dir: Path = RESULTS_DIR
+) -> list[dict]:
     """One row per claim for chapter 10: the article's words, verdict, evidence."""
-    rows = []
-    for claim in claims if claims is not None else load_claims():
-        shown = []
-        for item in claim.get("evidence") or []:
-            value, _ = evaluate(item)
-            where = item.get("result") or f"ch. {item['chapter']}"
-            test = f" (claim: {item['expect']})" if "expect" in item else ""
-            shown.append(f"{where}: {_show(value)}{test}")
-        rows.append(
-            {
-                "article (原文)": claim.get("quote") or claim["claim"],
-                "section": claim["section"],
-                "verdict": claim["verdict"],
-                "evidence": "; ".join(shown) or claim.get("why", ""),
-            }
-        )
-    return rows
+    return [
+        {
+            "article (原文)": claim.get("quote") or claim["claim"],
+            "section": claim["section"],
+            "verdict": claim["verdict"],
+            "why": claim.get("why", ""),
+            "evidence": "; ".join(
+                _show(item, book, results_dir) for item in claim.get("evidence") or []
+            )
+            or "—",
+        }
+        for claim in (claims if claims is not None else load_claims())
+    ]
