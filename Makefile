@@ -37,7 +37,7 @@ lint: install
 	$(BIN)/ruff format --check .
 
 test: lint
-	$(BIN)/python -m pytest tests book $(PYTEST_NB)
+	$(BIN)/python -m pytest book tests $(PYTEST_NB)
 
 test-fast: install
 	$(BIN)/python -m pytest tests -m "not slow"

@@ -18,6 +18,33 @@ if "CNNLEARN_DATA_DIR" not in os.environ and (SHARED_DATA / "mnist").is_dir():
     os.environ["CNNLEARN_DATA_DIR"] = str(SHARED_DATA)
 
 
+class NotebookRuns:
+    """Which chapters nbval re-executed in this session, and which cells differed.
+
+    Registered as a plugin (so it sees the ``book/*.ipynb`` items too); the site
+    test builds from the committed outputs only after nbval has re-run every
+    chapter and found its compared cells unchanged.
+    """
+
+    def __init__(self) -> None:
+        self.ran: set[str] = set()
+        self.failed: list[str] = []
+
+    def pytest_runtest_logreport(self, report: pytest.TestReport) -> None:
+        path, _, cell = report.nodeid.partition("::")
+        if path.endswith(".ipynb") and cell and report.when == "call":
+            self.ran.add(Path(path).name)
+            if report.failed:
+                self.failed.append(report.nodeid)
+
+
+NOTEBOOK_RUNS = NotebookRuns()
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    config.pluginmanager.register(NOTEBOOK_RUNS, "cnnlearn-notebook-runs")
+
+
 def require(condition: bool, reason: str) -> None:
     """Skip when something external is missing locally; fail in CI, where it must
     be there (a skipped test there would hide a broken setup)."""
