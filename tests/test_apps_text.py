@@ -25,7 +25,17 @@ def test_binary_metrics_by_hand():
         text.binary_metrics([0, 1], [0])
 
 
-def test_the_articles_padding_of_raw_words_cannot_work():
+def test_ids_depend_on_the_vocabulary_they_were_fitted_on():
+    """Chapter 9: the article's tokenized sentence means something only in the
+    vocabulary the model was trained with; another one maps the same words to
+    other ids, silently."""
+    sentence = np.array(["This is a good book."])
+    own = text.make_vectorizer(sentence, 100, 8)
+    other = text.make_vectorizer(["a book is good", "this is a book", "good"], 100, 8)
+    own_ids, other_ids = np.asarray(own(sentence))[0], np.asarray(other(sentence))[0]
+    assert (own_ids[:5] > 1).all() and (other_ids[:5] > 1).all()  # all words known
+    assert list(own_ids[:5]) != list(other_ids[:5])
+    # padding raw words instead of ids is an error, not a silent mistake
     with pytest.raises(ValueError, match="invalid literal for int"):
         keras.utils.pad_sequences([["This", "is", "a", "good", "book."]], maxlen=10)
 

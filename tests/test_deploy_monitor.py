@@ -9,6 +9,7 @@ from cnnlearn import data
 from cnnlearn.deploy.monitor import (
     STATISTICS,
     DriftMonitor,
+    alert_fires,
     image_statistics,
     training_statistics,
 )
@@ -103,3 +104,24 @@ def test_drift_and_serving_plots():
     results = {"servers": {"naive": {"s": run}, "ours": {"s": run, "t": run}}}
     fig = plots.plot_serving(results, "s")
     assert [len(ax.patches) for ax in fig.axes] == [2, 2]
+
+
+def test_alert_fires_only_after_the_condition_held_long_enough():
+    times = [0, 10, 20, 30, 40, 50]
+    values = [0.5, 4, 5, 4, 0.5, 4]  # above 3 from t=10 to t=30, again at t=50
+    assert alert_fires(times, values, 3.0)  # no `for`: the first value above fires
+    assert alert_fires(times, values, 3.0, for_seconds=20)  # held 10..30
+    assert not alert_fires(times, values, 3.0, for_seconds=21)
+    assert not alert_fires(times, values, 5.0)  # strictly above the threshold
+    # a dip below the threshold restarts the clock
+    assert not alert_fires([0, 10, 20, 30], [4, 4, 1, 4], 3.0, for_seconds=15)
+    assert not alert_fires([], [], 3.0)
+
+
+def test_alert_fires_rejects_bad_input():
+    with pytest.raises(ValueError, match="2 times but 1 values"):
+        alert_fires([0, 1], [4], 3.0)
+    with pytest.raises(ValueError, match="non-decreasing"):
+        alert_fires([1, 0], [4, 4], 3.0)
+    with pytest.raises(ValueError, match="for_seconds"):
+        alert_fires([0], [4], 3.0, for_seconds=-1)

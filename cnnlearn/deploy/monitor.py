@@ -15,12 +15,14 @@ No TensorFlow here: the LiteRT server imports this module.
 from __future__ import annotations
 
 import threading
+from collections.abc import Sequence
 
 import numpy as np
 
 __all__ = [
     "STATISTICS",
     "DriftMonitor",
+    "alert_fires",
     "image_statistics",
     "training_statistics",
 ]
@@ -200,3 +202,51 @@ class DriftMonitor:
             self._pending_count = 0
             self._next = 0
             self._count = 0
+
+
+def alert_fires(
+    times: Sequence[float],
+    values: Sequence[float],
+    threshold: float,
+    for_seconds: float = 0.0,
+) -> bool:
+    """Would a Prometheus rule ``value > threshold`` with ``for: for_seconds`` fire?
+
+    Each ``(time, value)`` pair is one evaluation of the rule, e.g. one scrape.
+    Prometheus keeps an alert *pending* while the condition holds and fires it
+    once it has held, at consecutive evaluations, for at least ``for_seconds``;
+    an evaluation where it fails resets the clock. With ``for_seconds=0`` one
+    evaluation above the threshold fires. Chapter 8 checks its drift demo with
+    it: phases that last seconds never fire a ``for: 10m`` rule.
+
+    Parameters
+    ----------
+    times
+        Evaluation times in seconds, non-decreasing.
+    values
+        The expression's value at each time (e.g. the largest drift gauge).
+    threshold
+        The condition is ``value > threshold``.
+    for_seconds
+        How long the condition must hold before the alert fires.
+
+    Returns
+    -------
+    bool
+        True if the alert fires at some evaluation.
+    """
+    if len(times) != len(values):
+        raise ValueError(f"{len(times)} times but {len(values)} values")
+    if for_seconds < 0:
+        raise ValueError(f"for_seconds must be >= 0, got {for_seconds}")
+    if any(later < earlier for earlier, later in zip(times, times[1:])):
+        raise ValueError("times must be non-decreasing")
+    since = None  # when the condition started to hold
+    for time, value in zip(times, values):
+        if value > threshold:
+            since = time if since is None else since
+            if time - since >= for_seconds:
+                return True
+        else:
+            since = None
+    return False
