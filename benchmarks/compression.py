@@ -26,14 +26,19 @@ runs for the seed CNN rows (the seeded baselines retrain bit for bit, so every
 seed's rows share one baseline); an earlier full file for the tfmot peer (on
 seed 0's identical baseline), the strong CNN and distillation; and a
 ``--skip seed strong distill`` run for the latency step, on a quiet machine.
+Each run records its provenance (commit, command, config, machine, load) and
+each row when it was measured and the training plan where it trained. A merged
+file has no file-level config: every row carries its part's config, and each
+part's provenance is kept under ``provenance["parts"]``. Parts made with
+different configs are refused when a row's config is unknown.
 Not a test: nothing here asserts.
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import os
-import platform
 import sys
 import time
 from collections import defaultdict
@@ -56,6 +61,7 @@ from cnnlearn.compress import (
     size_report,
     tfmot_peer,
 )
+from cnnlearn.report import provenance
 
 RESULTS = Path(__file__).parent / "results" / "compression.json"
 FRONTIER = {  # method name: (sparsity, m_by_n)
@@ -69,6 +75,15 @@ DENSE_FRONTIER = {  # only the big Dense layer (5408 x 10); the 288 conv weights
     "dense 93%": 0.93,
     "dense 95%": 0.95,
     "dense 97%": 0.97,
+}
+# The training plans (cnnlearn.train.fit's plan=); None: train.plan's choice on
+# this machine, which each row records as "plan".
+PLANS = {
+    "seed_base": None,
+    "fine_tune_and_prune": prune.FIT_PLAN,
+    "peer_ours": prune.FIT_PLAN,
+    "strong": "{'precision': --strong-precision}",
+    "student": None,
 }
 
 
@@ -93,6 +108,7 @@ def tflite_row(model, method, seed, content, x_test, y_test, name, **extra) -> d
         "latency_ms": ev["latency_ms"],
         "throughput_per_s": ev["throughput_per_s"],
         **extra,
+        "measured_at": provenance.measured_at(),
     }
 
 
@@ -113,6 +129,7 @@ def keras_latency(model: keras.Model, x: np.ndarray, n: int = 50) -> dict:
     return {
         "predict_ms": 1000 * float(np.median(times)),
         "call_ms": 1000 * float(np.median(calls)),
+        "measured_at": provenance.measured_at(),
     }
 
 
@@ -128,13 +145,18 @@ def latency_section(xtr, xte, report, repeats: int = 3) -> None:
     found: dict[str, list[float]] = defaultdict(list)
     for _ in range(repeats):
         for key, value in keras_latency(model, xte).items():
-            found[key].append(value)
+            if key != "measured_at":
+                found[key].append(value)
         for mode, content in contents.items():
             ev = quantize.evaluate_tflite(content, xte[:1000], yte_dummy(1000))
             found[f"litert_{mode}_ms"].append(ev["latency_ms"])
     report["keras_latency"]["seed"] = {
         k: float(np.median(v)) for k, v in found.items()
-    } | {"load_average": os.getloadavg(), "repeats": repeats}
+    } | {
+        "load_average": os.getloadavg(),
+        "repeats": repeats,
+        "measured_at": provenance.measured_at(),
+    }
 
 
 def yte_dummy(n: int) -> np.ndarray:
@@ -170,6 +192,8 @@ def seed_cnn_section(args, xtr, ytr, xte, yte, raw, report, save) -> None:
                 "seed": seed,
                 **count_nonzero(base),
                 "accuracy": keras_acc,
+                "plan": result.plan.to_dict(),
+                "measured_at": provenance.measured_at(),
             }
         )
         int8 = None
@@ -201,7 +225,7 @@ def seed_cnn_section(args, xtr, ytr, xte, yte, raw, report, save) -> None:
         # train longer than the baseline; this row shows what that alone buys.
         log(f"seed CNN, seed {seed}: fine-tuned, unpruned")
         tuned = copy_of(base)
-        train.fit(
+        tuning = train.fit(
             tuned,
             xtr,
             ytr,
@@ -215,7 +239,10 @@ def seed_cnn_section(args, xtr, ytr, xte, yte, raw, report, save) -> None:
         for mode in ("float32", "int8"):
             content = quantize.convert(tuned, mode, xtr[:300])
             label = "fine-tuned" + ("" if mode == "float32" else " + int8")
-            rows.append(tflite_row(tuned, label, seed, content, xte, yte, "seed"))
+            plan = tuning.plan.to_dict()
+            rows.append(
+                tflite_row(tuned, label, seed, content, xte, yte, "seed", plan=plan)
+            )
         for method, (sparsity, m_by_n) in configs.items():
             log(f"seed CNN, seed {seed}: {method}")
             pruned, pruning = prune.prune_model(
@@ -301,6 +328,7 @@ def peer_section(args, base, xtr, ytr, xte, yte, raw, report) -> None:
             "end_step": end,
             "steps": steps,
         },
+        "measured_at": provenance.measured_at(),
     }
 
 
@@ -311,7 +339,8 @@ def strong_section(args, xtr, ytr, xte, yte, report, save) -> keras.Model:
     if saved is not None and saved.is_file():
         log(f"strong CNN: loading {saved}")
         strong = keras.models.load_model(saved)
-    else:
+    plan = None
+    if saved is None or not saved.is_file():
         log(f"strong CNN: training {args.strong_epochs} epochs")
         strong = models.get_model("strong", seed=0)
         result = train.fit(
@@ -327,6 +356,7 @@ def strong_section(args, xtr, ytr, xte, yte, report, save) -> keras.Model:
             plan={"precision": args.strong_precision},
         )
         report["strong_train_seconds"] = result.train_seconds
+        plan = result.plan.to_dict()
         if saved is not None:
             strong.save(saved)
     rows.append(
@@ -336,6 +366,8 @@ def strong_section(args, xtr, ytr, xte, yte, report, save) -> keras.Model:
             "seed": 0,
             **count_nonzero(strong),
             "accuracy": train.evaluate(strong, xte, yte).accuracy,
+            "plan": plan if plan else f"loaded from {saved}",
+            "measured_at": provenance.measured_at(),
         }
     )
     for mode in quantize.MODES:
@@ -406,20 +438,51 @@ def distill_section(args, teacher, xtr, ytr, xte, yte, report, save) -> None:
             )
             content = quantize.convert(student)
             row = tflite_row(student, kind, seed, content, xte, yte, "student")
-            runs.append({**row, "train_seconds": result.train_seconds})
+            plan = result.plan.to_dict()
+            runs.append({**row, "train_seconds": result.train_seconds, "plan": plan})
             save()
 
 
-def merge(paths: list[Path], output: Path) -> None:
-    """Combine the files of runs made with ``--skip`` into one results file."""
-    import json
+def part_config(part: dict) -> dict | None:
+    """The config a part was made with: its provenance's, else its own (older)."""
+    return (part.get("provenance") or {}).get("config") or part.get("config")
 
+
+def merge(paths: list[Path], output: Path) -> None:
+    """Combine the files of runs made with ``--skip`` into one results file.
+
+    Every row (and distillation run, latency and peer section) keeps the config
+    of the part that measured it; the merged file has no config of its own, and
+    its provenance keeps each part's under ``"parts"``. Parts with different
+    configs are refused when one of them does not say its config.
+    """
+    record = provenance.start({"merge": [str(p) for p in paths]})
     parts = [json.loads(Path(p).read_text()) for p in paths]
+    record["parts"] = [
+        {"file": Path(path).name, **(part.get("provenance") or {})}
+        | {"config": part_config(part)}
+        for path, part in zip(paths, parts)
+    ]
+    notes = [  # what each part's own record says (busy machine, older file...)
+        f"{Path(path).name}: {line}"
+        for path, part in zip(paths, parts)
+        for line in provenance.notes({"provenance": part.get("provenance")})
+    ]
+    for part in parts:
+        config = part_config(part)
+        if config is None:
+            continue
+        for row in [*part["rows"], *part["distillation"]["runs"]]:
+            row.setdefault("config", config)
+        for section in [*part["keras_latency"].values(), part.get("peer")]:
+            if section is not None:
+                section.setdefault("config", config)
+    rows = provenance.merge_rows([row for part in parts for row in part["rows"]], parts)
     merged = parts[0]
+    merged.pop("config", None)
     for part in parts[1:]:
-        merged["rows"] += part["rows"]
         merged["train_seconds"] += part["train_seconds"]
-        for key in ("keras_latency", "ops", "config"):
+        for key in ("keras_latency", "ops"):
             merged[key] = {**merged[key], **part[key]}
         if "load_average" in part["keras_latency"].get("seed", {}):  # --skip ... only
             merged["keras_latency"]["seed"] = part["keras_latency"]["seed"]
@@ -429,18 +492,26 @@ def merge(paths: list[Path], output: Path) -> None:
             if key in part:
                 merged[key] = part[key]
         merged["total_seconds"] = max(merged["total_seconds"], part["total_seconds"])
-    seen, rows = set(), []
-    for row in merged["rows"]:  # a seed run twice counts once
+    seen, merged["rows"] = set(), []
+    for row in rows:  # a seed run twice counts once
         key = (row["model"], row["method"], row["seed"])
         if key not in seen:
             seen.add(key)
-            rows.append(row)
-    merged["rows"] = rows
-    merged["config"]["skip"] = []
-    merged["config"]["seed_list"] = None
-    for key in ("merge", "data_dir", "strong_model"):
-        merged["config"].pop(key, None)
+            merged["rows"].append(row)
     merged["merged_from"] = [Path(p).name for p in paths]
+    machines = {json.dumps(part.get("machine"), sort_keys=True) for part in parts}
+    record["notes"] = [
+        f"Merged from {len(parts)} runs ({', '.join(merged['merged_from'])}): each "
+        "row keeps its own run's config and measured_at; each run's provenance "
+        "is under provenance['parts']."
+    ]
+    if len(machines) > 1:
+        record["notes"].append(
+            "The parts ran on different machines; the file's machine is the first "
+            "part's (each part's is under provenance['parts'])."
+        )
+    record["notes"] += notes
+    merged["provenance"] = provenance.finish(record)
     write_json(output, merged)
 
 
@@ -494,6 +565,19 @@ def main() -> None:
         args.strong_epochs = args.strong_prune_epochs = args.student_epochs = 1
         args.seeds = 2
 
+    config = {
+        k: str(v) if isinstance(v, Path) else v
+        for k, v in vars(args).items()
+        if k not in ("output", "data_dir", "merge")
+    }
+    config |= {
+        "train_images": 6000 if args.quick else 60000,
+        "litert_threads": 1,
+        "frontier_methods": {k: [v[0], v[1]] for k, v in FRONTIER.items()},
+        "dense_frontier": DENSE_FRONTIER,
+        "plans": PLANS,
+    }
+    record = provenance.start(config)
     raw = data.load_dataset("mnist", args.data_dir)
     (x_train, y_train), (x_test, y_test) = raw
     if args.quick:
@@ -502,17 +586,9 @@ def main() -> None:
     xtr, xte = data.preprocess_images(x_train), data.preprocess_images(x_test)
     start = time.perf_counter()
     report = {
-        "config": {
-            k: str(v) if isinstance(v, Path) else v
-            for k, v in vars(args).items()
-            if k not in ("output", "data_dir", "merge")
-        },
-        "machine": {
-            "platform": platform.platform(),
-            "processor": platform.processor() or platform.machine(),
-            "cpu_count": os.cpu_count(),
-            **train.versions(),
-        },
+        "config": config,
+        "provenance": record,
+        "machine": provenance.machine(),
         "litert_threads": 1,
         "rows": [],
         "train_seconds": [],
@@ -524,6 +600,7 @@ def main() -> None:
     def save() -> None:
         report["total_seconds"] = time.perf_counter() - start
         args.output.parent.mkdir(parents=True, exist_ok=True)
+        provenance.finish(report["provenance"])
         write_json(args.output, report)
 
     if "latency" not in args.skip:

@@ -22,8 +22,6 @@ from __future__ import annotations
 
 import argparse
 import itertools
-import os
-import platform
 import statistics
 import time
 from pathlib import Path
@@ -31,8 +29,9 @@ from pathlib import Path
 import numpy as np
 import tensorflow as tf
 
-from cnnlearn import data, models, ops, train
+from cnnlearn import data, models, ops
 from cnnlearn._io import write_json
+from cnnlearn.report import provenance
 
 RESULTS = Path(__file__).parent / "results" / "conv_ops.json"
 METHODS = ("naive", "im2col", "tf")
@@ -125,12 +124,14 @@ def bench(repeats: int, naive_repeats: int, batch: int, data_dir: str | None) ->
         for key, fn in functions.items():
             if r < counts[key]:
                 interleaved[key].append(time_once(fn))
+    interleaved_at = provenance.measured_at()
     # The same calls again, each method on its own: TF's thread pool stays awake
     # between calls here, which it does not when NumPy runs in between.
     back_to_back = {
         key: [time_once(fn) for _ in range(counts[key])]
         for key, fn in functions.items()
     }
+    back_to_back_at = provenance.measured_at()
     return {
         "layer": {
             "input_shape": list(x.shape),
@@ -143,8 +144,8 @@ def bench(repeats: int, naive_repeats: int, batch: int, data_dir: str | None) ->
             "images": "MNIST test images 0..batch-1, scaled to [0, 1]",
         },
         "repeats": {method: counts[method, "forward"] for method in METHODS},
-        "interleaved": summarize(interleaved),
-        "back_to_back": summarize(back_to_back),
+        "interleaved": summarize(interleaved) | {"measured_at": interleaved_at},
+        "back_to_back": summarize(back_to_back) | {"measured_at": back_to_back_at},
         "max_relative_difference_vs_tf": max_differences(functions),
         "notes": (
             "tf: tf.nn.conv2d + bias in a tf.function; backward: tf.GradientTape "
@@ -167,15 +168,15 @@ def main() -> None:
     args = parser.parse_args()
     if min(args.repeats, args.naive_repeats, args.batch) < 1:
         parser.error("--repeats, --naive-repeats and --batch must be >= 1")
+    threads = tf.config.threading.get_intra_op_parallelism_threads()
+    config = {k: v for k, v in vars(args).items() if k != "output"}
+    config["tf_intra_op_threads"] = threads
+    record = provenance.start(config)
     report = bench(args.repeats, args.naive_repeats, args.batch, args.data_dir)
-    report["machine"] = {
-        "platform": platform.platform(),
-        "processor": platform.processor() or platform.machine(),
-        "cpu_count": os.cpu_count(),
-        "tf_intra_op_threads": tf.config.threading.get_intra_op_parallelism_threads(),
-        **train.versions(),
-    }
+    report["provenance"] = record
+    report["machine"] = {**provenance.machine(), "tf_intra_op_threads": threads}
     args.output.parent.mkdir(parents=True, exist_ok=True)
+    provenance.finish(report["provenance"])
     write_json(args.output, report)
     for mode, d in itertools.product(
         ("interleaved", "back_to_back"), ("forward", "backward")

@@ -33,7 +33,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import statistics
 import subprocess
 import sys
@@ -116,6 +115,7 @@ def resnet_seconds(batch: int, steps: int) -> dict:
         "batch": batch,
         "seconds_per_step": float(statistics.median(times)),
         "steps_timed": steps,
+        "measured_at": _measured_at(),
     }
 
 
@@ -138,7 +138,14 @@ def run_config(config: str, args, tmp: Path) -> dict:
         subprocess.run([sys.executable, *worker], check=True, timeout=900)
     found = json.loads(out.read_text())
     found["process_seconds"] = time.perf_counter() - start
+    found["measured_at"] = _measured_at()
     return found
+
+
+def _measured_at() -> str:
+    from cnnlearn.report import provenance
+
+    return provenance.measured_at()
 
 
 def summarize(rounds: list[dict], steps: int) -> dict:
@@ -156,6 +163,7 @@ def summarize(rounds: list[dict], steps: int) -> dict:
             "steps_per_second": steps / seconds,
             "images_per_second": steps * GLOBAL_BATCH / seconds,
             "rounds": [r["seconds_per_epoch"] for r in runs],
+            "measured_at": runs[-1]["measured_at"],  # its last round
         }
     base = table["default"]["images_per_second"]
     for row in table.values():
@@ -179,9 +187,20 @@ def main() -> None:
     if args.one:
         return one(args.one, args.steps, args.epochs, args.data_dir, args.result)
 
-    from cnnlearn import train
     from cnnlearn._io import write_json
+    from cnnlearn.report import provenance
 
+    config = {
+        k: v for k, v in vars(args).items() if k not in ("output", "one", "result")
+    }
+    config |= {
+        "global_batch": GLOBAL_BATCH,
+        "configs": CONFIGS,
+        "model": "seed",
+        "precision": "float32 (mixed_bfloat16 in default_bf16)",
+        "jit_compile": "False (True in default_xla)",
+    }
+    record = provenance.start(config)
     start, load_before = time.perf_counter(), os.getloadavg()
     rounds = []
     with tempfile.TemporaryDirectory(prefix="cnnlearn-dist-") as tmp:
@@ -195,6 +214,7 @@ def main() -> None:
             "params": 54_410,
             "batch": GLOBAL_BATCH,
             "seconds_per_step": configs["default"]["ms_per_step"] / 1000,
+            "measured_at": configs["default"]["measured_at"],
         }
     }
     if not args.skip_resnet:
@@ -216,16 +236,14 @@ def main() -> None:
         "rounds": args.rounds,
         "configs": configs,
         "compute": compute,
+        # chapter 5 prints it; the same loads, all three, are in "provenance"
         "load_average_before_after": [load_before[0], os.getloadavg()[0]],
-        "machine": {
-            "platform": platform.platform(),
-            "processor": platform.processor() or platform.machine(),
-            "cpu_count": os.cpu_count(),
-            **train.versions(),
-        },
+        "machine": provenance.machine(),
         "total_seconds": time.perf_counter() - start,
+        "provenance": record,
     }
     args.output.parent.mkdir(parents=True, exist_ok=True)
+    provenance.finish(record)
     write_json(args.output, report)
     speed = {k: round(v["speedup_vs_default"], 2) for k, v in configs.items()}
     print(f"images/s relative to the default strategy: {speed} → {args.output}")

@@ -32,7 +32,6 @@ from __future__ import annotations
 
 import argparse
 import os
-import platform
 import statistics
 import tempfile
 import time
@@ -45,6 +44,7 @@ import keras
 
 from cnnlearn import data, models, pipeline, train
 from cnnlearn._io import write_json
+from cnnlearn.report import provenance
 
 RESULTS = Path(__file__).parent / "results" / "input_pipeline.json"
 BATCH_SIZE = 128
@@ -120,6 +120,7 @@ def bench(args, shard_dir: Path) -> dict:
     start = time.perf_counter()
     pipeline.check_shards(pattern)
     check_seconds = time.perf_counter() - start
+    written_at = provenance.measured_at()
 
     def datasets(verify: bool = False) -> dict:
         common = dict(batch_size=BATCH_SIZE, training=True, seed=0, verify=verify)
@@ -142,6 +143,7 @@ def bench(args, shard_dir: Path) -> dict:
             if r > 0:
                 seconds[name].append(s)
             print(f"round {r} {name}: {steps / s:.1f} steps/s", flush=True)
+    train_at = provenance.measured_at()  # the feeds take turns, round by round
 
     alone = datasets()
     raw_dir = shard_dir / "uncompressed"  # what GZIP costs in CPU
@@ -155,6 +157,7 @@ def bench(args, shard_dir: Path) -> dict:
             wall_cpu = pass_seconds(ds)
             if r > 0:
                 pass_times[name].append(wall_cpu)
+    alone_at = provenance.measured_at()
     n_aug = args.augment_images
     augmented = {
         f"geometric_seed_{seed}": pipeline.make_dataset(
@@ -168,6 +171,7 @@ def bench(args, shard_dir: Path) -> dict:
             wall, _ = pass_seconds(ds)
             if r > 0:
                 aug_times[name].append(wall)
+    aug_at = provenance.measured_at()
 
     train_results = {
         name: {
@@ -175,6 +179,7 @@ def bench(args, shard_dir: Path) -> dict:
             "seconds_per_epoch": seconds[name],
             "steps_per_second": [steps / s for s in seconds[name]],
             "median_steps_per_second": steps / median(seconds[name]),
+            "measured_at": train_at,
         }
         for name in feeds
     }
@@ -184,6 +189,7 @@ def bench(args, shard_dir: Path) -> dict:
             "median_images_per_second": len(x) / median([w for w, _ in times]),
             "cpu_seconds_per_epoch": [cpu for _, cpu in times],
             "median_cpu_seconds_per_epoch": median([c for _, c in times]),
+            "measured_at": alone_at,
         }
         for name, times in pass_times.items()
     }
@@ -192,6 +198,7 @@ def bench(args, shard_dir: Path) -> dict:
             "images": n_aug,
             "seconds": times,
             "median_images_per_second": n_aug / median(times),
+            "measured_at": aug_at,
         }
         for name, times in aug_times.items()
     }
@@ -224,6 +231,7 @@ def bench(args, shard_dir: Path) -> dict:
         "tfrecords": {
             "write_seconds": write_seconds,
             "bytes": sum(p.stat().st_size for p in paths),
+            "measured_at": written_at,
             "raw_image_bytes": int(x.nbytes),
             "check_shards_seconds": check_seconds,
         },
@@ -254,19 +262,23 @@ def main() -> None:
     parser.add_argument("--data-dir")
     parser.add_argument("--output", type=Path, default=RESULTS)
     args = parser.parse_args()
+    config = {k: v for k, v in vars(args).items() if k != "output"}
+    config |= {
+        "model": "seed (seed=0), Adam 1e-3, float32, Model.fit",
+        "batch_size": BATCH_SIZE,
+        "feeds": FEEDS,
+        "compression": "GZIP",
+    }
+    record = provenance.start(config)
     start, own, before = time.perf_counter(), time.process_time(), cpu_seconds()
     with tempfile.TemporaryDirectory(prefix="cnnlearn-shards-") as tmp:
         report = bench(args, Path(tmp))
     if before is not None and (after := cpu_seconds()) is not None:
         own_cpu = time.process_time() - own
         report["background_load"] = background_load(before, after, own_cpu)
-    report["machine"] = {
-        "platform": platform.platform(),
-        "processor": platform.processor() or platform.machine(),
-        "cpu_count": os.cpu_count(),
-        **train.versions(),
-    }
+    report["machine"] = provenance.machine()
     report["total_seconds"] = time.perf_counter() - start
+    report["provenance"] = provenance.finish(record)
     args.output.parent.mkdir(parents=True, exist_ok=True)
     write_json(args.output, report)
     ratios = report["ratios"]

@@ -21,8 +21,6 @@ Not a test: nothing here asserts a timing. The book reads the numbers.
 from __future__ import annotations
 
 import argparse
-import os
-import platform
 import statistics
 import time
 from pathlib import Path
@@ -32,6 +30,7 @@ import tensorflow as tf
 
 from cnnlearn import data, models, ops, train
 from cnnlearn._io import write_json
+from cnnlearn.report import provenance
 
 RESULTS = Path(__file__).parent / "results" / "model_throughput.json"
 MODELS = ("seed", "lenet5", "strong")
@@ -79,6 +78,7 @@ def bench(args) -> dict:
         for (name, engine), fn in runs.items():
             if engine == "tf" or r < args.numpy_repeats:
                 samples[name, engine].append(time_run(fn, batches))
+    measured_at = provenance.measured_at()  # the runs of all models interleave
     images = len(x)
     results = {}
     for name in MODELS:
@@ -86,6 +86,7 @@ def bench(args) -> dict:
         row = {
             "params": int(built[name].count_params()),
             "mflops_per_image": flops / 1e6,
+            "measured_at": measured_at,
         }
         for (model_name, engine), seconds in samples.items():
             if model_name == name:
@@ -121,15 +122,14 @@ def main() -> None:
     args = parser.parse_args()
     if min(args.repeats, args.numpy_repeats, args.batch_size, args.batches) < 1:
         parser.error("--repeats, --numpy-repeats, --batch-size, --batches: >= 1")
+    config = {k: v for k, v in vars(args).items() if k != "output"}
+    config |= {"models": list(MODELS), "device": train.resolve_device()}
+    record = provenance.start(config)
     report = bench(args)
-    report["machine"] = {
-        "platform": platform.platform(),
-        "processor": platform.processor() or platform.machine(),
-        "cpu_count": os.cpu_count(),
-        "device": train.resolve_device(),
-        **train.versions(),
-    }
+    report["provenance"] = record
+    report["machine"] = {**provenance.machine(), "device": config["device"]}
     args.output.parent.mkdir(parents=True, exist_ok=True)
+    provenance.finish(report["provenance"])
     write_json(args.output, report)
     print(f"{'model':8} {'MFLOPs':>7} {'engine':13} {'images/s':>9} {'GFLOP/s':>8}")
     for name, row in report["models"].items():

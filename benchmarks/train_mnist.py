@@ -8,6 +8,14 @@ hold-out) and reports the 10,000 test images after each epoch.
     python benchmarks/train_mnist.py                 # every run (~15 CPU-minutes)
     python benchmarks/train_mnist.py --only seed-b32 --epochs 2   # a quick look
 
+Every run trains with the pinned plan :data:`PLAN` (``train.PLAIN``: the run's
+own batch size, float32, plain ``fit(numpy)``, one step per execution),
+whatever :func:`cnnlearn.compute.plan` would pick on this machine, so a
+run named ``seed-b32`` trains at batch 32. Each run records the plan it trained
+with (device included), its config and when it was measured. ``--only``
+replaces those runs and keeps the others, each with its own config; the file's
+provenance is the latest run's, its notes say which runs came from which run.
+
 Not a test: nothing here asserts a timing. The book reads the numbers.
 """
 
@@ -15,8 +23,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
-import platform
 import time
 from pathlib import Path
 
@@ -25,6 +31,7 @@ import numpy as np
 
 from cnnlearn import data, models, train
 from cnnlearn._io import write_json
+from cnnlearn.report import provenance
 
 RESULTS = Path(__file__).parent / "results" / "train_mnist.json"
 
@@ -35,6 +42,8 @@ RUNS = {
     "lenet5-b128": ("lenet5", 128, 10),
     "strong-b128": ("strong", 128, 15),
 }
+# Every run's training plan: the recipe's batch exactly, float32, fit(numpy).
+PLAN = train.PLAIN
 
 
 class TestAccuracy(keras.callbacks.Callback):
@@ -49,9 +58,23 @@ class TestAccuracy(keras.callbacks.Callback):
         self.values.append(float(accuracy))
 
 
-def bench(name: str, epochs: int | None, seed: int, data_dir: str | None) -> dict:
+def run_config(name: str, epochs: int | None, seed: int) -> dict:
+    """What decides run ``name``'s numbers: model, batch, epochs, seed, plan."""
     model_name, batch_size, default_epochs = RUNS[name]
-    epochs = epochs or default_epochs
+    return {
+        "model": model_name,
+        "batch_size": batch_size,
+        "epochs": epochs or default_epochs,
+        "seed": seed,
+        "plan": PLAN,
+    }
+
+
+def bench(name: str, epochs: int | None, seed: int, data_dir: str | None) -> dict:
+    config = run_config(name, epochs, seed)
+    model_name, batch_size, epochs = (
+        config[k] for k in ("model", "batch_size", "epochs")
+    )
     spec = models.get_spec(model_name)
     (x_train, y_train), (x_test, y_test) = data.load_dataset("mnist", data_dir)
     x_train, x_test = data.preprocess_images(x_train), data.preprocess_images(x_test)
@@ -68,7 +91,10 @@ def bench(name: str, epochs: int | None, seed: int, data_dir: str | None) -> dic
         seed=seed,
         callbacks=[test_accuracy],
         verbose=2,
+        plan=PLAN,
     )
+    if result.batch_size != batch_size:  # the plan must not grow the batch
+        raise RuntimeError(f"{name} trained at batch {result.batch_size}")
     steps = -(-len(x_train) // batch_size)
     seconds = result.history["seconds"]
     return {
@@ -84,6 +110,9 @@ def bench(name: str, epochs: int | None, seed: int, data_dir: str | None) -> dic
         "train_accuracy": result.history["accuracy"],
         "test_accuracy": test_accuracy.values,
         "final_test_accuracy": test_accuracy.values[-1],
+        "plan": result.plan.to_dict(),
+        "config": config,
+        "measured_at": provenance.measured_at(),
     }
 
 
@@ -99,8 +128,14 @@ def main() -> None:
     unknown = set(names) - set(RUNS)
     if unknown:
         parser.error(f"unknown runs {sorted(unknown)}; known: {list(RUNS)}")
+    config = {k: v for k, v in vars(args).items() if k != "output"}
+    config["runs"] = {name: run_config(name, args.epochs, args.seed) for name in names}
+    record = provenance.start(config)
     report = json.loads(args.output.read_text()) if args.output.exists() else {}
     report.setdefault("runs", {})
+    kept = [name for name in report["runs"] if name not in names]
+    provenance.mark_sources(record, report.get("provenance"), names, kept)
+    report["provenance"] = record
     for name in names:
         start = time.perf_counter()
         report["runs"][name] = bench(name, args.epochs, args.seed, args.data_dir)
@@ -109,14 +144,10 @@ def main() -> None:
             f"in {time.perf_counter() - start:.0f} s",
             flush=True,
         )
-        report["machine"] = {
-            "platform": platform.platform(),
-            "processor": platform.processor() or platform.machine(),
-            "cpu_count": os.cpu_count(),
-            **train.versions(),
-        }
+        report["machine"] = provenance.machine()
         report["seed"] = args.seed
         args.output.parent.mkdir(parents=True, exist_ok=True)
+        provenance.finish(report["provenance"])
         write_json(args.output, report)  # after every run: partial progress is kept
 
 

@@ -12,6 +12,12 @@ Also measured here, for chapter 5:
 * the compute floor: FLOPs per epoch (chapter 2's counter, ×3 for the
   backward pass) over the CPU's peak measured by a large matmul in this run.
 
+The plain path is pinned (``train.PLAIN``); the default path is whatever
+:func:`cnnlearn.train.plan` picks on this machine, and each run records the
+plan it trained with (batch size, precision, ...). ``--merge`` re-measures some
+models and keeps the others, each model with its own config and measured_at;
+the notes say which came from which run.
+
 Writes ``benchmarks/results/train_speed.json``. Not a test: nothing asserts a
 timing; the book reads the numbers.
 
@@ -23,8 +29,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
-import platform
 import statistics
 import subprocess
 import sys
@@ -39,6 +43,7 @@ import tensorflow as tf
 
 from cnnlearn import compute, data, models, ops, train
 from cnnlearn._io import write_json
+from cnnlearn.report import provenance
 
 RESULTS = Path(__file__).parent / "results" / "train_speed.json"
 EPOCHS = {"seed": 3, "strong": 2}  # per run: one warm-up epoch, then timed ones
@@ -135,7 +140,7 @@ def compare(name, seeds, epochs, data_dir) -> dict:
         - plain["mean_test_accuracy"],
         "plan": runs["default"][0]["plan"],
         # --merge can put models measured in different runs in one file
-        "measured_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+        "measured_at": provenance.measured_at(),
     }
 
 
@@ -154,6 +159,7 @@ def ablation(arrays, epochs, data_dir) -> dict:
             "median_seconds": run["median_seconds"],
             "test_accuracy": run["test_accuracy"],
             "plan": run["plan"],
+            "measured_at": provenance.measured_at(),
         }
         print(f"ablation {label}: {run['median_seconds']:.2f} s/epoch", flush=True)
     base = rows["plain fit(numpy), float32"]["median_seconds"]
@@ -196,6 +202,7 @@ def floor(speed: dict, n_train: int, peaks: dict) -> dict:
         "default_seconds_per_epoch": default,
         "plain_seconds_per_epoch": speed["plain"]["median_seconds_per_epoch"],
         "default_over_floor": default * peak / flops,
+        "measured_at": provenance.measured_at(),  # the peaks: this run's
     }
 
 
@@ -219,32 +226,52 @@ def main() -> None:
         run = one_run(job["name"], *arrays, job["epochs"], job["seed"], job["plan"])
         print(json.dumps(run))
         return
+    names = list(filter(None, args.models.split(",")))  # "": only the floor
+    config = {k: v for k, v in vars(args).items() if k not in ("output", "child")}
+    config |= {
+        "epochs_per_model": {n: args.epochs or EPOCHS[n] for n in names},
+        "ablation_epochs": None if args.no_ablation else args.epochs or EPOCHS["seed"],
+        "plans": {
+            "plain": train.PLAIN,
+            "default": "train.plan's choice on this machine (each run records it)",
+            "ablation": {label: list(choices) for label, choices in ABLATION.items()},
+        },
+    }
+    record = provenance.start(config)
     previous = {}
     if args.merge and args.output.exists():
         previous = json.loads(args.output.read_text())
     report = {
         **previous,
         "machine": {
-            "platform": platform.platform(),
-            "processor": platform.processor() or platform.machine(),
-            "cpu_count": os.cpu_count(),
+            **provenance.machine(),
             "native_bf16": compute.native_bf16(compute.cpu_flags()),
-            **train.versions(),
         },
         "models": previous.get("models", {}),
+        "provenance": record,
     }
-    for name in filter(None, args.models.split(",")):  # "": only the floor
+    fresh = [*names, *([] if args.no_ablation else ["ablation"]), "floor"]
+    kept = [n for n in report["models"] if n not in names]
+    if "ablation" in report and args.no_ablation:
+        kept.append("ablation")
+    provenance.mark_sources(record, previous.get("provenance"), fresh, kept)
+    for name in names:
         epochs = args.epochs or EPOCHS[name]
         report["models"][name] = compare(name, range(args.seeds), epochs, args.data_dir)
+        report["models"][name]["config"] = config
+        provenance.finish(record)
         write_json(args.output, report)  # partial progress is kept
     if not args.no_ablation:
         report["ablation"] = ablation(
             arrays, args.epochs or EPOCHS["seed"], args.data_dir
         )
+        for row in report["ablation"].values():
+            row["config"] = config
     peaks = peak_flops()  # once, for every model
     report["floor"] = {
         name: floor(speed, len(x), peaks) for name, speed in report["models"].items()
     }
+    provenance.finish(record)
     write_json(args.output, report)
     for name, speed in report["models"].items():
         print(

@@ -27,8 +27,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
-import platform
 import time
 from pathlib import Path
 
@@ -37,8 +35,9 @@ import cnnlearn._tf  # noqa: F401  (quiet TensorFlow start-up; before Keras)
 # isort: split
 import keras
 
-from cnnlearn import data, models, report, train, tune
+from cnnlearn import data, models, report, tune
 from cnnlearn._io import write_json
+from cnnlearn.report import provenance
 
 RESULTS = Path(__file__).parent / "results" / "tuning.json"
 SETTINGS = ("data_fraction", "validation_split", "param_budget", "seed")
@@ -74,8 +73,20 @@ def main() -> None:
         help="retrain only: take the searches from this results file",
     )
     args = parser.parse_args()
+    config = {
+        k: str(v) if isinstance(v, Path) else v
+        for k, v in vars(args).items()
+        if k != "output"
+    }
+    config |= {
+        "algorithms": list(tune.ALGORITHMS),
+        "budget_policy": "reject",
+        "training": "Model.fit(numpy), float32, Adam; batch --batch-size",
+    }
+    record = provenance.start(config)
 
     seed_params = models.get_model("seed").count_params()
+    config["param_budget"] = int(seed_params)
     result: dict = {
         "description": "KerasTuner at an equal epoch budget; best models vs seed CNN",
         "dataset": "mnist",
@@ -90,16 +101,13 @@ def main() -> None:
         "seed": args.seed,
         "searches": {},
         "final": {},
+        "provenance": record,
     }
 
     def save() -> None:
-        result["machine"] = {
-            "platform": platform.platform(),
-            "processor": platform.processor() or platform.machine(),
-            "cpu_count": os.cpu_count(),
-            **train.versions(),
-        }
+        result["machine"] = provenance.machine()
         args.output.parent.mkdir(parents=True, exist_ok=True)
+        provenance.finish(record)
         write_json(args.output, result)  # after every stage: progress is kept
 
     common = dict(
@@ -118,7 +126,17 @@ def main() -> None:
     same = all(previous.get(k) == result[k] for k in SETTINGS)
     budget = None
     if args.searches_from:
-        result["searches"] = json.loads(args.searches_from.read_text())["searches"]
+        source = json.loads(args.searches_from.read_text())
+        earlier = source.get("provenance") or {}
+        result["searches"] = source["searches"]
+        for search in result["searches"].values():  # that run's, not this one's
+            search.setdefault("config", earlier.get("config"))
+            search.setdefault("measured_at", None)  # unknown: an older file
+        record["notes"] = [
+            f"The searches come from {args.searches_from.name} "
+            f"({earlier.get('started_at') or 'made before provenance records'}), "
+            "each with that run's config; the final trainings from this run."
+        ]
     for algorithm in tune.ALGORITHMS if not args.searches_from else ():
         kwargs = (
             {"max_epochs": args.max_epochs}
@@ -140,6 +158,7 @@ def main() -> None:
             "best": found.report["best"],
             "n_search_train": found.report["n_search_train"],
             "n_search_val": found.report["n_search_val"],
+            "measured_at": provenance.measured_at(),
         }
         done = previous.get("searches", {}).get(algorithm) if same else None
         if done and (done["n_trials"], done["epochs_spent"]) == (
@@ -148,7 +167,12 @@ def main() -> None:
         ):
             for key in ("wall_minutes", "cpu_minutes"):
                 result["searches"][algorithm][key] = done[key]
+            result["searches"][algorithm]["measured_at"] = done.get("measured_at")
             cpu = done["cpu_minutes"] * 60
+            record.setdefault("notes", []).append(
+                f"The {algorithm} search was reloaded from the tuner's directory: "
+                "its cost is the earlier run's that trained it (same settings)."
+            )
         print(
             f"{algorithm}: {len(trials)} trials, {found.epochs_spent} epochs, "
             f"best val {found.report['best']['val_accuracy']:.4f}, "
@@ -186,6 +210,7 @@ def main() -> None:
                 tune.fit_and_test, model, x_train, y_train, x_test, y_test, **final
             )
         run.update(hyperparameters=values, cpu_minutes=cpu / 60, wall_minutes=wall / 60)
+        run["measured_at"] = provenance.measured_at()
         result["final"][name] = run
         print(f"{name}: {run['params']:,} params, test {run['test_accuracy']:.4f}")
         save()
@@ -198,6 +223,9 @@ def main() -> None:
             "batch_size": baseline["batch_size"],
             "epochs": args.final_epochs,
             "test_accuracy": baseline["test_accuracy"][args.final_epochs - 1],
+            "source": "benchmarks/results/train_mnist.json",
+            "measured_at": baseline.get("measured_at"),  # that file's run
+            "config": baseline.get("config"),
         }
     save()
 

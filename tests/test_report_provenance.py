@@ -76,3 +76,35 @@ def test_every_result_file_says_how_it_was_made(path):
         assert None not in record["load_average"].values()
         assert isinstance(record["noisy"], bool)
     assert all(isinstance(n, str) and n for n in provenance.notes(result))
+
+
+def test_mark_sources_names_the_run_of_every_row():
+    mark_sources = provenance.mark_sources
+    first = {"started_at": "2026-01-01T00:00:00Z", "config": {"a": 1}}
+    mark_sources(first, None, ["x", "y"], [])
+    assert "notes" not in first and "parts" not in first
+    second = {"started_at": "2026-02-01T00:00:00Z", "config": {"a": 2}}
+    mark_sources(second, first, ["y"], ["x"])
+    assert second["rows_from"] == {
+        "x": "the run started 2026-01-01T00:00:00Z",
+        "y": "the run started 2026-02-01T00:00:00Z",
+    }
+    assert second["parts"] == [first]
+    third = {"started_at": "2026-03-01T00:00:00Z", "config": {}}
+    mark_sources(third, second, ["z"], ["x", "y"])
+    assert third["rows_from"]["x"] == "the run started 2026-01-01T00:00:00Z"
+    assert [p["started_at"] for p in third["parts"]] == [
+        "2026-01-01T00:00:00Z",
+        "2026-02-01T00:00:00Z",
+    ]
+    assert third["notes"][0] == (
+        "Merged from several runs, each row with its own config and measured_at: "
+        "x from the run started 2026-01-01T00:00:00Z; y from the run started "
+        "2026-02-01T00:00:00Z; z from the run started 2026-03-01T00:00:00Z."
+    )
+    fourth = {"started_at": "2026-04-01T00:00:00Z", "machine": {"cpu_count": 4}}
+    mark_sources(fourth, {**third, "machine": {"cpu_count": 2}}, ["x"], ["y", "z"])
+    assert fourth["notes"][-1] == (
+        "Rows from the run started 2026-03-01T00:00:00Z ran on another machine or "
+        "software (cpu_count 2); the file's machine is this run's."
+    )

@@ -17,7 +17,16 @@ import sys
 from datetime import datetime, timezone
 from pathlib import Path
 
-__all__ = ["finish", "machine", "measured_at", "merge_rows", "notes", "start"]
+__all__ = [
+    "finish",
+    "machine",
+    "mark_sources",
+    "measured_at",
+    "merge_rows",
+    "notes",
+    "run_label",
+    "start",
+]
 
 REPO = Path(__file__).resolve().parents[2]
 # What a complete record holds; a file missing any of them is "partial".
@@ -135,3 +144,55 @@ def notes(result: dict) -> list[str]:
     if record.get("dirty"):
         lines.append("Measured with uncommitted changes on top of the commit.")
     return lines + list(record.get("notes", []))
+
+
+def run_label(record: dict | None) -> str:
+    """How a note names the run that made ``record``."""
+    record = record or {}
+    if record.get("started_at"):
+        return f"the run started {record['started_at']}"
+    committed = record.get("committed_in")
+    return "a run made before result files recorded their provenance" + (
+        f" (file committed in {committed[:7]})" if committed else ""
+    )
+
+
+def mark_sources(record: dict, earlier: dict | None, fresh, kept) -> None:
+    """Say in ``record`` which rows this run made and which an earlier one did.
+
+    ``fresh`` rows were measured by this run, ``kept`` ones come from the file
+    it updates, whose provenance was ``earlier``: that record goes under
+    ``record["parts"]`` and each kept row keeps its own config and measured_at.
+    """
+    earlier = earlier or {}
+    before = earlier.get("rows_from", {})
+    record["rows_from"] = {
+        **{row: before.get(row, run_label(earlier)) for row in kept},
+        **{row: run_label(record) for row in fresh},
+    }
+    if not kept:
+        return
+    parts = earlier.get("parts", [])
+    record["parts"] = [*parts, {k: v for k, v in earlier.items() if k != "parts"}]
+    groups: dict[str, list[str]] = {}
+    for row, label in record["rows_from"].items():
+        groups.setdefault(label, []).append(str(row))
+    record["notes"] = [
+        "Merged from several runs, each row with its own config and measured_at: "
+        + "; ".join(f"{', '.join(rows)} from {label}" for label, rows in groups.items())
+        + "."
+    ] + [
+        note
+        if note.startswith("Rows from ")
+        else f"Rows from {run_label(earlier)}: {note}"
+        for note in notes({"provenance": earlier} if earlier else {})
+        if not note.startswith("Merged from several runs")
+    ]
+    then, now = earlier.get("machine") or {}, record.get("machine") or {}
+    changed = sorted(k for k in now if k in then and then[k] != now[k])
+    if changed:
+        record["notes"].append(
+            f"Rows from {run_label(earlier)} ran on another machine or software "
+            f"({', '.join(f'{k} {then[k]}' for k in changed)}); the file's "
+            "machine is this run's."
+        )
