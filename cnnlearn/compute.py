@@ -183,7 +183,7 @@ def _pick_precision(device: str, flags: set[str], capability) -> tuple[str, str]
         return "mixed_bfloat16", f"the CPU has {native}"
     return "float32", (
         "the CPU has no native bfloat16 (AMX-BF16 or AVX512-BF16): emulated "
-        "bfloat16 is slower, and float16 on a CPU is ~30x slower"
+        "16-bit formats are slower than float32 kernels"
     )
 
 
@@ -309,7 +309,7 @@ def plan(
         on_accelerator,
         "XLA fuses ops on accelerators"
         if on_accelerator
-        else "XLA was measured 2-4x slower than TensorFlow's CPU kernels here",
+        else "off on CPUs: chapter 5 measures XLA against TensorFlow's CPU kernels",
     )
     eval_batch_size = choose(
         "eval_batch_size",

@@ -3,8 +3,14 @@
 It starts ``N`` real worker processes on 127.0.0.1, each with a ``TF_CONFIG``
 naming the whole cluster (free ports) and its own task, streams their output
 with a ``[worker i]`` prefix, and fails as soon as any worker fails, stopping
-the others. Every worker runs in its own process group and is killed with it
-when the launch ends, times out or is interrupted: nothing stays running.
+the others. With an output directory, each worker's whole output also goes to
+``worker_<i>.log`` there, and two kinds of lines go only there: the C++ log lines
+of TensorFlow, abseil and gRPC (``E0000 00:00:...``, "Additional GRPC error
+information ..."), and, once a worker has failed, what the others print (the
+fallout: aborted collectives, tracebacks). The stream keeps what the training
+code prints up to the first failure, which the result names. Every worker runs
+in its own process group and is killed with it when the launch ends, times out
+or is interrupted: nothing stays running.
 
 It is for demos and tests on one machine. Real clusters (a Kubernetes TFJob,
 Vertex AI custom training) start the workers and set ``TF_CONFIG`` themselves;
@@ -16,6 +22,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import re
 import signal
 import socket
 import subprocess
@@ -27,7 +34,24 @@ from pathlib import Path
 
 from cnnlearn._io import write_json
 
-__all__ = ["LaunchResult", "free_ports", "launch", "tf_config", "worker_command"]
+__all__ = [
+    "LaunchResult",
+    "free_ports",
+    "is_native_log",
+    "launch",
+    "tf_config",
+    "worker_command",
+]
+
+# Lines written by TensorFlow's C++ runtime, abseil and gRPC, not by Python: an
+# abseil prefix (severity, MMDD or 0000, time), gRPC's continuation lines, and
+# abseil's note before its logging starts.
+NATIVE_LOG = re.compile(
+    r"^(?:[EWIF]\d{4} \d\d:\d\d:\d\d"
+    r"|Additional GRPC error information"
+    r"|:UNKNOWN:Error received from peer"
+    r"|WARNING: All log messages before absl::InitializeLog\(\))"
+)
 
 
 @dataclass
@@ -40,8 +64,9 @@ class LaunchResult:
     returncodes: list[int | None]
     seconds: float
     ok: bool
-    failed: str = ""
+    failed: str = ""  # the first worker to fail and its exit code, or the timeout
     pids: list[int] = field(default_factory=list)
+    logs: list[str] = field(default_factory=list)
 
 
 def free_ports(n: int, host: str = "127.0.0.1") -> list[int]:
@@ -87,12 +112,58 @@ def worker_command(args: list[str]) -> list[str]:
     return list(args)
 
 
-def _stream(pipe, prefix: str, sink, lock: threading.Lock) -> None:
-    for line in iter(pipe.readline, ""):
-        with lock:
-            sink.write(f"{prefix}{line}")
-            sink.flush()
-    pipe.close()
+def is_native_log(line: str) -> bool:
+    """True for a C++ log line of TensorFlow, abseil or gRPC (see :data:`NATIVE_LOG`).
+
+    :func:`launch` keeps these out of its sink when it writes worker log files.
+    """
+    return bool(NATIVE_LOG.match(line))
+
+
+class _Failures:
+    """The order in which workers failed, as their output streams end."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self.order: list[int] = []
+
+    def add(self, index: int) -> None:
+        with self._lock:
+            if index not in self.order:
+                self.order.append(index)
+
+    def first_is_not(self, index: int) -> bool:
+        """True once a worker other than ``index`` has failed first."""
+        with self._lock:
+            return bool(self.order) and self.order[0] != index
+
+
+def _stream(
+    proc, index: int, sink, lock: threading.Lock, log_path, failures: _Failures
+) -> None:
+    """Copy worker ``index``'s output to ``sink`` and its log file, if any.
+
+    With a log file, C++ log lines and everything printed after another worker
+    failed go to the log file only. When the output ends, a non-zero exit code
+    is recorded in ``failures``.
+    """
+    log = open(log_path, "a", encoding="utf-8") if log_path else None  # noqa: SIM115
+    try:
+        for line in iter(proc.stdout.readline, ""):
+            if log:
+                log.write(line)
+                log.flush()
+                if is_native_log(line) or failures.first_is_not(index):
+                    continue  # in the worker's log file only
+            with lock:
+                sink.write(f"[worker {index}] {line}")
+                sink.flush()
+    finally:
+        if log:
+            log.close()
+        proc.stdout.close()
+    if proc.wait() != 0:
+        failures.add(index)
 
 
 def _terminate(signum, frame):
@@ -125,10 +196,14 @@ def launch(
     env, worker_env
         Extra environment for all workers, and per worker index.
     output_dir
-        Where ``launch.json`` (ports, pids, return codes, seconds) goes; the pids
-        are written as soon as the workers start.
+        Where ``launch.json`` (ports, pids, return codes, seconds, logs) goes;
+        the pids are written as soon as the workers start. Each worker's whole
+        output is appended to ``worker_<i>.log`` there (a restart adds to it).
     sink
-        Where the prefixed worker output goes (default: stderr).
+        Where the prefixed worker output goes (default: stderr). With
+        ``output_dir``, C++ log lines (:func:`is_native_log`) and what the other
+        workers print after one has failed go to the log files only; without
+        it, the sink gets every line.
 
     Returns
     -------
@@ -143,14 +218,17 @@ def launch(
     sink = sink or sys.stderr
     ports = free_ports(workers)
     report_path = Path(output_dir) / "launch.json" if output_dir else None
+    log_paths = [None] * workers
     if report_path:
         report_path.parent.mkdir(parents=True, exist_ok=True)
+        log_paths = [report_path.parent / f"worker_{i}.log" for i in range(workers)]
     previous = None
     if threading.current_thread() is threading.main_thread():
         previous = signal.signal(signal.SIGTERM, _terminate)  # → the finally below
     procs: list[subprocess.Popen] = []
     threads: list[threading.Thread] = []
     lock = threading.Lock()
+    failures = _Failures()
     start = time.perf_counter()
     failed = ""
     try:
@@ -173,7 +251,8 @@ def launch(
             )
             procs.append(proc)
             thread = threading.Thread(
-                target=_stream, args=(proc.stdout, f"[worker {index}] ", sink, lock)
+                target=_stream,
+                args=(proc, index, sink, lock, log_paths[index], failures),
             )
             thread.daemon = True
             thread.start()
@@ -185,7 +264,8 @@ def launch(
             codes = [p.poll() for p in procs]
             bad = [(i, c) for i, c in enumerate(codes) if c not in (None, 0)]
             if bad:
-                failed = ", ".join(f"worker {i} exited with {c}" for i, c in bad)
+                first = failures.order[0] if failures.order else bad[0][0]
+                failed = f"worker {first} exited with {procs[first].poll()}"
                 break
             if all(c == 0 for c in codes):
                 break
@@ -213,6 +293,7 @@ def launch(
         ok=not failed,
         failed=failed,
         pids=[p.pid for p in procs],
+        logs=[str(path) for path in log_paths if path],
     )
     if report_path:
         write_json(report_path, asdict(result))

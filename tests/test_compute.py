@@ -44,6 +44,17 @@ def test_cpu_plan_uses_bf16_only_where_native():
         assert p.device == "/CPU:0" and not p.jit_compile and p.pipeline == "tf.data"
 
 
+def test_cpu_reasons_state_no_measured_numbers():
+    """Reasons say what is decided and where it is measured, never a typed ratio
+    (chapter 5 measures XLA and bfloat16; a number here would go stale)."""
+    for flags in (X86_BF16, X86_PLAIN):
+        reasons = compute.plan(device="cpu", flags=flags).reasons
+        assert "chapter 5 measures XLA" in reasons["jit_compile"]
+        measured = [reasons["jit_compile"], reasons["precision"]]
+        typed = [r for r in measured if re.search(r"\d\s*(x|×)\b", r)]
+        assert not typed, typed
+
+
 @pytest.mark.parametrize(
     ("capability", "precision"),
     [((9, 0), "mixed_bfloat16"), ((7, 5), "mixed_float16"), ((6, 1), "float32")],

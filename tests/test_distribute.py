@@ -1,6 +1,8 @@
 from __future__ import annotations
 
 import json
+import logging
+import os
 import subprocess
 import sys
 import textwrap
@@ -66,6 +68,17 @@ def test_task_info_and_chief(monkeypatch):
         distribute.task_info()
     monkeypatch.delenv("TF_CONFIG")
     assert distribute.task_info() == {} and distribute.is_chief()
+
+
+def test_tensorflow_info_logs_are_off():
+    """Chapter 5's outputs hold no "INFO:tensorflow:Using MirroredStrategy ..."
+    lines: importing ``cnnlearn.distribute`` raises TensorFlow's Python logger to
+    ERROR, unless CNNLEARN_VERBOSE asks for everything."""
+    import tensorflow as tf
+
+    if os.environ.get("CNNLEARN_VERBOSE"):
+        pytest.skip("CNNLEARN_VERBOSE keeps TensorFlow's logs")
+    assert tf.get_logger().level == logging.ERROR
 
 
 def test_set_precision_checks_its_input():

@@ -4,9 +4,12 @@ import contextlib
 import io
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
+import threading
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -61,6 +64,74 @@ def test_workers_get_their_own_task_and_prefixed_logs(tmp_path):
     assert lines == ["[worker 0] 0", "[worker 1] 1", "[worker 2] 2"]
     report = json.loads((tmp_path / "launch.json").read_text())
     assert report["ok"] and report["ports"] == result.ports
+
+
+NATIVE_LINES = [
+    "E0000 00:00:1795799512.753083    2477 ring_alg.cc:291] Aborting RingReduce",
+    "W0000 00:00:1795799512.1 123 grpc.cc:1] a warning",
+    "I1206 09:12:01.5 42 server.cc:9] started",
+    "Additional GRPC error information from remote target /job:worker/task:1:",
+    ":UNKNOWN:Error received from peer  {grpc_status:14}",
+    "WARNING: All log messages before absl::InitializeLog() is called are written",
+]
+CHATTY_TASK = [
+    sys.executable, "-c",
+    "import json, os, sys, time\n"
+    "i = json.loads(os.environ['TF_CONFIG'])['task']['index']\n"
+    f"print('\\n'.join({NATIVE_LINES!r}), file=sys.stderr, flush=True)\n"
+    "print(f'epoch 1 on worker {i}', flush=True)\n"
+    "time.sleep(i / 2)\n"  # worker 0 has printed before worker 1 fails
+    "sys.exit(i)",
+]  # fmt: skip
+
+
+def test_native_log_lines_go_to_the_worker_logs_only(tmp_path):
+    assert all(launch.is_native_log(line) for line in NATIVE_LINES)
+    assert not launch.is_native_log("epoch 1/2 step 20 loss=1.8339")
+    assert not launch.is_native_log("fault injection: worker 1 kills itself at 31")
+    sink = io.StringIO()
+    result = launch.launch(CHATTY_TASK, 2, timeout=60, output_dir=tmp_path, sink=sink)
+    assert result.failed == "worker 1 exited with 1"  # the reader still sees who
+    assert "epoch 1 on worker 0" in sink.getvalue()
+    assert not any(line in sink.getvalue() for line in NATIVE_LINES), sink.getvalue()
+    assert result.logs == [str(tmp_path / f"worker_{i}.log") for i in range(2)]
+    for i, log in enumerate(result.logs):
+        text = Path(log).read_text()
+        assert all(line in text for line in NATIVE_LINES)
+        assert f"epoch 1 on worker {i}" in text
+    assert json.loads((tmp_path / "launch.json").read_text())["logs"] == result.logs
+
+
+class _Finished:
+    """A worker that printed ``lines`` and exited with ``code`` (for _stream)."""
+
+    def __init__(self, lines: list[str], code: int) -> None:
+        self.stdout, self.code = io.StringIO("".join(f"{x}\n" for x in lines)), code
+
+    def wait(self) -> int:
+        return self.code
+
+
+def test_after_the_first_failure_the_others_output_goes_to_their_logs(tmp_path):
+    """The survivor's fallout (a traceback, racing the launcher's kill) must not
+    reach the sink: what a reader sees of a failed launch is the same every time."""
+    sink, lock, failures = io.StringIO(), threading.Lock(), launch._Failures()
+    logs = [tmp_path / "worker_0.log", tmp_path / "worker_1.log"]
+    launch._stream(_Finished(["fault", "bye"], -9), 1, sink, lock, logs[1], failures)
+    assert failures.order == [1]
+    launch._stream(_Finished(["Traceback (most"], 1), 0, sink, lock, logs[0], failures)
+    assert sink.getvalue() == "[worker 1] fault\n[worker 1] bye\n"
+    assert logs[0].read_text() == "Traceback (most\n"  # kept, in the log only
+    assert failures.order == [1, 0] and failures.first_is_not(0)
+    assert not failures.first_is_not(1)
+
+
+def test_without_an_output_dir_the_sink_gets_every_line():
+    sink = io.StringIO()
+    result = launch.launch(CHATTY_TASK[:2] + [CHATTY_TASK[2].replace(
+        "sys.exit(i)", "sys.exit(0)")], 1, timeout=60, sink=sink)  # fmt: skip
+    assert result.ok and result.logs == []
+    assert all(f"[worker 0] {line}" in sink.getvalue() for line in NATIVE_LINES)
 
 
 def test_one_failing_worker_fails_the_launch_and_stops_the_others():
@@ -147,6 +218,10 @@ def test_a_killed_worker_fails_the_launch(crash_then_restart):
     _, (code, _, stderr), checkpoints, crashed_metrics, _ = crash_then_restart
     assert code == 1 and "worker 1 exited with -9" in stderr, stderr[-3000:]
     assert "[worker 1] fault injection" in stderr
+    assert "worker_<i>.log" in stderr  # where the C++ log lines went
+    worker_log = (crash_then_restart[0] / "worker_1.log").read_text()
+    assert "fault injection" in worker_log
+    assert not re.search(r"^\[worker \d\] [EWI]0000 ", stderr, re.M)  # logs only
     assert not crashed_metrics  # nothing was saved as if it had finished
     assert checkpoints[-1] == "ckpt-8.index", checkpoints
 

@@ -79,7 +79,9 @@ def build_parser() -> argparse.ArgumentParser:
     )
     launch.add_argument("--workers", type=positive, default=2)
     launch.add_argument("--timeout", type=float, default=600.0, help="seconds")
-    launch.add_argument("--output", help="for launch.json; default: the command's")
+    launch.add_argument(
+        "--output", help="for launch.json and worker logs; default: the command's"
+    )
     launch.add_argument("command", nargs=argparse.REMAINDER, help="-- train ...")
 
     book = verbs.add_parser("book", help="execute chapters with papermill")
@@ -197,7 +199,8 @@ def _launch(args) -> str:
         command, args.workers, timeout=args.timeout, output_dir=output
     )
     if not result.ok:
-        raise ValueError(f"{result.failed} (see {output}/launch.json)")
+        logs = f"{output}/worker_<i>.log"  # the C++ log lines are there only
+        raise ValueError(f"{result.failed} (see {output}/launch.json and {logs})")
     return f"{result.workers} workers ok in {result.seconds:.1f} s → {output}"
 
 

@@ -16,6 +16,13 @@ from cnnlearn.compute import PRECISIONS
 
 log = logging.getLogger("cnnlearn.distribute")
 
+if not os.environ.get("CNNLEARN_VERBOSE"):
+    # "Using MirroredStrategy with devices ...", "Collective all_reduce tensors
+    # ..." and the like: INFO lines from TensorFlow's Python logger on every
+    # strategy and every first step. Errors still show; CNNLEARN_VERBOSE=1 keeps
+    # them all.
+    tf.get_logger().setLevel(logging.ERROR)
+
 DEVICES = ("auto", "cpu", "gpu", "tpu")
 STRATEGIES = ("auto", "mirrored", "multi_worker", "tpu")
 
@@ -184,7 +191,7 @@ def set_precision(precision: str = "float32") -> str:
     """Set Keras' global dtype policy; returns its name.
 
     ``mixed_bfloat16`` is faster than float32 on CPUs with AMX or AVX512-BF16
-    and on TPUs; ``mixed_float16`` is for GPUs (about 30× slower on this CPU).
+    and on TPUs; ``mixed_float16`` is for GPUs (CPUs emulate float16, slowly).
     """
     if precision not in PRECISIONS:
         raise ValueError(
@@ -195,7 +202,7 @@ def set_precision(precision: str = "float32") -> str:
 
 
 def _jit(jit_compile: bool | str, strategy) -> bool:
-    if jit_compile == "auto":  # XLA measured 2-4x slower on CPU (chapter 5)
+    if jit_compile == "auto":  # off on CPUs: chapter 5 measures XLA there
         return isinstance(strategy, tf.distribute.TPUStrategy) or bool(
             tf.config.list_logical_devices("GPU")
         )
