@@ -189,13 +189,14 @@ def floor(speed: dict, n_train: int, peaks: dict) -> dict:
     """How far the measured epochs are from the arithmetic floor."""
     model = models.get_model(speed["model"])
     forward = ops.model_flops(model)
-    flops = 3 * forward * n_train  # forward + backward (about 2× forward)
+    flops = ops.training_flops(model) * n_train  # forward + backward, counted
     precision = speed["plan"]["precision"]
     peak = peaks["bfloat16" if precision == "mixed_bfloat16" else "float32"]
     default = speed["default"]["median_seconds_per_epoch"]
     return {
         "model": speed["model"],
         "forward_flops_per_image": forward,
+        "training_flops_per_image": flops // n_train,
         "flops_per_epoch": flops,
         "peak_flops_per_second": peaks,
         "floor_seconds_per_epoch": flops / peak,
