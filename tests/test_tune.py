@@ -202,3 +202,20 @@ def test_summarize_counts_rejected_trials_and_epochs():
         "best val accuracy": "95.00%",
         "best params": "40,000",
     }
+
+
+def test_sample_configurations_are_reproducible_whatever_the_global_state():
+    """KerasTuner draws seed=0's real seed from Python's random: not ours."""
+    import random
+
+    draws = []
+    for state in (1, 2):
+        random.seed(state)
+        draws.append(tune.sample_configurations(6, seed=0))
+    assert draws[0] == draws[1]
+    assert tune.sample_configurations(6, seed=1) != draws[0]
+    random.seed(3)
+    expected = random.random()
+    random.seed(3)
+    tune.sample_configurations(2, seed=0)
+    assert random.random() == expected  # the caller's random state is kept

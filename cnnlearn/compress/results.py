@@ -13,7 +13,10 @@ import numpy as np
 
 __all__ = [
     "distillation_summary",
+    "distillation_verdict",
     "goals",
+    "int8_speed",
+    "speed_phrase",
     "peer_table",
     "summarize",
     "summary_table",
@@ -172,7 +175,95 @@ def distillation_summary(results: dict) -> list[dict]:
                 "test accuracy": f"{100 * acc.mean():.2f} ± "
                 f"{100 * (acc.std(ddof=1) if len(acc) > 1 else 0):.2f} %",
                 "mean": float(acc.mean()),
+                "std": float(acc.std(ddof=1)) if len(acc) > 1 else 0.0,
                 "per seed": " ".join(f"{100 * a:.2f}" for a in acc),
             }
         )
     return rows
+
+
+def distillation_verdict(rows: list[dict]) -> dict:
+    """Did distillation help? The gain and a verdict built from the numbers.
+
+    ``rows`` is :func:`distillation_summary`'s (``scratch`` and ``distilled``).
+    The gain is the difference of the mean test accuracies; it counts as a gain
+    or a loss only when it is larger than the larger of the two standard
+    deviations over seeds, else the verdict is that no difference was measured.
+    Chapter 6 prints the verdict next to the article's claim that distillation
+    improves performance.
+    """
+    by_kind = {r["student"]: r for r in rows}
+    scratch, distilled = by_kind["scratch"], by_kind["distilled"]
+    gain = distilled["mean"] - scratch["mean"]
+    spread = max(scratch.get("std", 0.0), distilled.get("std", 0.0))
+    if gain > spread:
+        verdict = "a gain larger than the spread between seeds"
+    elif gain < -spread:
+        verdict = "a loss larger than the spread between seeds"
+    else:
+        verdict = "no difference beyond the spread between seeds"
+    return {"gain": gain, "spread": spread, "verdict": verdict}
+
+
+def int8_speed(results: dict) -> list[dict]:
+    """LiteRT int8 against LiteRT float32, at each batch size measured (chapter 6).
+
+    One row per model and measurement: ``batch 1`` is the seed-averaged
+    per-image latency (``latency_ms``), ``batch 64`` the seed-averaged
+    throughput (``throughput_per_s``), and ``batch 1, back to back`` the pair
+    the benchmark's latency step timed one right after the other
+    (``keras_latency``), where it did. ``speedup`` is how many times faster
+    int8 ran than float32: below 1, int8 was slower.
+    """
+    rows = []
+    for model in dict.fromkeys(r["model"] for r in results["rows"]):
+        methods = {e["method"]: e for e in summarize(results, model)}
+        f32, int8 = methods.get("float32"), methods.get("int8")
+        if f32 is None or int8 is None or "latency_ms" not in f32:
+            continue
+        pairs = [
+            (
+                "batch 1",
+                "µs/image",
+                1000 * f32["latency_ms"],
+                1000 * int8["latency_ms"],
+            ),
+            ("batch 64", "images/s", f32["throughput_per_s"], int8["throughput_per_s"]),
+        ]
+        timing = results.get("keras_latency", {}).get(model, {})
+        if "litert_float32_ms" in timing and "litert_int8_ms" in timing:
+            pairs.append(
+                (
+                    "batch 1, back to back",
+                    "µs/image",
+                    1000 * timing["litert_float32_ms"],
+                    1000 * timing["litert_int8_ms"],
+                )
+            )
+        for batch, unit, f, q in pairs:
+            speedup = q / f if unit == "images/s" else f / q
+            rows.append(
+                {
+                    "model": model,
+                    "batch": batch,
+                    "unit": unit,
+                    "float32": f,
+                    "int8": q,
+                    "speedup": speedup,
+                }
+            )
+    return rows
+
+
+def speed_phrase(speedup: float) -> str:
+    """``"2.4× faster than"``, ``"3.1× slower than"`` or ``"as fast as"``.
+
+    ``speedup`` as :func:`int8_speed` gives it; chapter 6 builds its sentence
+    on int8's speed from it, so the words follow the data.
+    """
+    if speedup <= 0:
+        raise ValueError(f"a speedup is positive, got {speedup}")
+    ratio = max(speedup, 1 / speedup)
+    if f"{ratio:.1f}" == "1.0":
+        return "as fast as"
+    return f"{ratio:.1f}× {'faster' if speedup > 1 else 'slower'} than"

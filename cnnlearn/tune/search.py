@@ -39,6 +39,10 @@ def make_tuner(
     Gaussian process choose, where KerasTuner's default would be 3 random
     trials per hyperparameter). The state lives in ``directory/<algorithm>``;
     with ``overwrite=False`` an existing state there is reloaded.
+
+    KerasTuner replaces ``seed=0`` by ``random.randint(1, 10000)``: the search is
+    reproducible only if Python's ``random`` is seeded first, as
+    :func:`run_search` does with ``keras.utils.set_random_seed(seed)``.
     """
     common = {
         "objective": kt.Objective("val_accuracy", "max"),

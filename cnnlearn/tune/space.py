@@ -7,6 +7,7 @@ size, epochs and seconds.
 
 from __future__ import annotations
 
+import random
 import time
 
 import cnnlearn._tf  # noqa: F401  (quiet TensorFlow start-up; before Keras)
@@ -103,15 +104,28 @@ def space_table(input_shape: InputShape = (28, 28, 1), num_classes: int = 10):
 
 
 def sample_configurations(n: int, seed: int = 0) -> list[dict]:
-    """``n`` configurations drawn by KerasTuner's random-search sampler."""
+    """``n`` configurations drawn by KerasTuner's random-search sampler.
+
+    The same ``seed`` gives the same configurations, in every process, and the
+    same first ones as :func:`cnnlearn.tune.run_search`'s random search with that
+    seed (chapter 7). KerasTuner's oracle replaces a false seed (``0``) by
+    ``random.randint(1, 10000)``; like ``run_search``, which seeds Python's
+    ``random`` before it builds a tuner, we seed it while sampling, and then put
+    its previous state back.
+    """
     if n < 1:
         raise ValueError(f"n must be at least one configuration, got {n}")
-    hp = kt.HyperParameters()
-    search_space(hp)  # registers the space, conditional scopes included
-    oracle = kt.oracles.RandomSearchOracle(
-        objective="val_accuracy", max_trials=n, seed=seed, hyperparameters=hp
-    )
-    return [oracle.populate_space(str(i))["values"] for i in range(n)]
+    state = random.getstate()
+    random.seed(seed)
+    try:
+        hp = kt.HyperParameters()
+        search_space(hp)  # registers the space, conditional scopes included
+        oracle = kt.oracles.RandomSearchOracle(
+            objective="val_accuracy", max_trials=n, seed=seed, hyperparameters=hp
+        )
+        return [oracle.populate_space(str(i))["values"] for i in range(n)]
+    finally:
+        random.setstate(state)
 
 
 def _optimizer(name: str, learning_rate: float) -> keras.optimizers.Optimizer:
