@@ -79,6 +79,7 @@ def test_cell_evidence_must_be_compared_and_show_its_text(tmp_path):
     cell["metadata"]["tags"] = ["nbval-check-output"]
     (tmp_path / "04_x.ipynb").write_text(json.dumps(nb))
     assert claims.check(entry("corrected", shows), tmp_path) == []
+    assert claims.check(entry("refuted", shows), tmp_path) == []  # shown otherwise
     wrong = {**shows, "shows": "rotations"}
     assert "does not show" in claims.check(entry("corrected", wrong), tmp_path)[0]
     glued = {"glue": "ch4_acc", "chapter": "04", "expect": ">= 0.98"}

@@ -82,9 +82,17 @@ def _cell_text(nb: dict, cell_id: str) -> tuple[str, dict]:
 
 
 def _lookup(result: dict, key: list):
+    """Follow ``key`` into ``result``; a dict part picks the first list item
+    whose fields equal it (``{method: int8, seed: 0}`` among rows)."""
     value = result
     for part in key:
-        value = value[part]
+        if isinstance(part, dict):
+            matches = [v for v in value if all(v.get(k) == w for k, w in part.items())]
+            if not matches:
+                raise KeyError(f"no item with {part}")
+            value = matches[0]
+        else:
+            value = value[part]
     return value
 
 
@@ -136,7 +144,8 @@ def _predicate(expect: str, result: dict | None) -> tuple[str, float]:
 def check(claim: dict, book: Path = BOOK, results_dir: Path = RESULTS_DIR) -> list:
     """What is wrong with one ledger entry: empty when its evidence backs it.
 
-    ``holds`` needs every predicate true, ``refuted`` at least one false;
+    ``holds`` needs every predicate true, ``refuted`` at least one false (or,
+    without predicates, a cell that shows the contrary);
     ``holds``, ``refuted`` and ``corrected`` need evidence that resolves;
     ``not testable`` needs a ``why``.
     """
@@ -161,7 +170,8 @@ def check(claim: dict, book: Path = BOOK, results_dir: Path = RESULTS_DIR) -> li
     tested = [o for o in outcomes if o is not None]
     if verdict == "holds" and (not tested or not all(tested)):
         problems.append("holds: every predicate must be true, and there must be one")
-    if verdict == "refuted" and (not tested or all(tested)):
+    shown = any("cell" in item for item in evidence)
+    if verdict == "refuted" and (all(tested) if tested else not shown):
         problems.append("refuted: no predicate of the claim fails on the evidence")
     return problems
 
