@@ -397,6 +397,42 @@ def test_layer_costs_of_seed_cnn_by_hand():
     assert [c["receptive_field"] for c in costs] == [3, 4, 28, 28]
 
 
+def test_training_flops_of_seed_cnn_by_hand():
+    """Forward, then the backward pass: the conv layer is first, so it computes
+    only its weight gradient; pooling routes its gradient; the dense layer
+    computes both its weight and its input gradient."""
+    conv, pool, dense = 26 * 26 * 32 * 9 * 2, 13 * 13 * 32 * 4, 5408 * 10 * 2
+    model = models.seed_cnn()
+    assert ops.backward_flops(model) == [conv, pool, 0, 2 * dense]
+    forward = conv + pool + dense
+    assert ops.training_flops(model) == forward + conv + pool + 2 * dense
+    assert 2 < ops.training_flops(model) / ops.model_flops(model) < 3
+
+
+def test_training_flops_skip_input_gradients_before_the_first_weights():
+    model = keras.Sequential(
+        [
+            keras.Input((8, 8, 2)),
+            keras.layers.MaxPooling2D(2),  # nothing below learns: 0
+            keras.layers.Conv2D(3, 3, activation="relu"),  # weight gradient only
+            keras.layers.Flatten(),
+            keras.layers.Dense(5),  # weight and input gradient
+        ]
+    )
+    pool, conv, _, dense = (c["flops"] for c in ops.layer_costs(model))
+    assert (pool, conv, dense) == (4 * 4 * 2 * 4, 2 * 2 * 2 * 3 * 9 * 2, 12 * 5 * 2)
+    assert ops.backward_flops(model) == [0, conv, 0, 2 * dense]
+    assert ops.training_flops(model) == pool + 2 * conv + 3 * dense
+
+
+@pytest.mark.parametrize("name", sorted(models.MODELS))
+def test_training_flops_between_two_and_three_forward_passes(name):
+    model = models.get_model(name)
+    ratio = ops.training_flops(model) / ops.model_flops(model)
+    assert 2 <= ratio <= 3
+    assert len(ops.backward_flops(model)) == len(model.layers)
+
+
 def test_receptive_field_with_stride_and_dilation():
     model = keras.Sequential(
         [

@@ -16,7 +16,8 @@ matrix product. The ``*_backward`` functions return the gradients that
 are an int or an ``(h, w)`` pair.
 
 :func:`layer_costs` and :func:`model_flops` count a Keras model's parameters,
-FLOPs and receptive fields; :func:`forward` runs its inference with these functions.
+FLOPs and receptive fields, :func:`training_flops` those of a training step;
+:func:`forward` runs its inference with these functions.
 """
 
 from __future__ import annotations
@@ -24,7 +25,13 @@ from __future__ import annotations
 from cnnlearn.ops.conv import conv2d, conv2d_backward
 from cnnlearn.ops.geometry import im2col, output_shape, output_size, same_padding
 from cnnlearn.ops.layers import dense, flatten, relu, relu_backward, softmax
-from cnnlearn.ops.model import forward, layer_costs, model_flops
+from cnnlearn.ops.model import (
+    backward_flops,
+    forward,
+    layer_costs,
+    model_flops,
+    training_flops,
+)
 from cnnlearn.ops.pool import (
     avg_pool2d,
     avg_pool2d_backward,
@@ -35,6 +42,7 @@ from cnnlearn.ops.pool import (
 __all__ = [
     "avg_pool2d",
     "avg_pool2d_backward",
+    "backward_flops",
     "conv2d",
     "conv2d_backward",
     "dense",
@@ -51,4 +59,5 @@ __all__ = [
     "relu_backward",
     "same_padding",
     "softmax",
+    "training_flops",
 ]

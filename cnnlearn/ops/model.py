@@ -14,7 +14,7 @@ from cnnlearn.ops.pool import avg_pool2d, max_pool2d
 if TYPE_CHECKING:
     import keras
 
-__all__ = ["forward", "layer_costs", "model_flops"]
+__all__ = ["backward_flops", "forward", "layer_costs", "model_flops", "training_flops"]
 
 
 def _grow(rf, jump, kernel, stride, dilation):
@@ -97,6 +97,47 @@ def layer_costs(model: keras.Model) -> list[dict]:
 def model_flops(model: keras.Model) -> int:
     """FLOPs of one image's forward pass, the sum over :func:`layer_costs` (ch. 2)."""
     return sum(row["flops"] for row in layer_costs(model))
+
+
+def backward_flops(model: keras.Model) -> list[int]:
+    """FLOPs of one image's backward pass, per layer of ``model.layers`` (ch. 1, 5).
+
+    A count, not a measurement, built on :func:`layer_costs` (``f`` is a layer's
+    forward FLOPs there). The convention:
+
+    * a layer with parameters (Conv2D, Dense, BatchNormalization) costs ``f`` for
+      the gradient with respect to its weights (the same multiply-adds as the
+      forward pass, with the output gradient in place of the weights) and ``f``
+      again for the gradient with respect to its input;
+    * a layer without parameters (pooling) costs ``f`` for its input gradient:
+      routing or spreading each window's gradient, one operation per element;
+      activations, Flatten, Dropout and Random* layers count 0, as in
+      :func:`layer_costs`;
+    * no input gradient is computed in front of the first layer with parameters:
+      nothing there learns, so that layer costs only its weight gradient and the
+      layers before it cost 0.
+
+    The loss, the softmax's gradient and the optimizer's update (a few operations
+    per parameter) are not counted.
+    """
+    rows = layer_costs(model)
+    costs, learns_below = [], False
+    for row in rows:
+        flops, has_weights = row["flops"], row["params"] > 0
+        input_grad = flops if learns_below else 0
+        costs.append(flops + input_grad if has_weights else input_grad)
+        learns_below = learns_below or has_weights
+    return costs
+
+
+def training_flops(model: keras.Model) -> int:
+    """FLOPs of one training step per image: forward plus backward (ch. 1, 5).
+
+    :func:`model_flops` plus the sum of :func:`backward_flops`; see there for the
+    convention. For the seed CNN the ratio to the forward pass is below 3, because
+    its first (and most expensive) layer needs no input gradient.
+    """
+    return model_flops(model) + sum(backward_flops(model))
 
 
 def _activate(layer, x: np.ndarray) -> np.ndarray:

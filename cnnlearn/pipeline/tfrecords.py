@@ -42,7 +42,12 @@ def _check_compression(compression: str | None) -> str:
 
 
 def _example(image: np.ndarray, label: int) -> bytes:
-    """One image as a serialized ``tf.train.Example``."""
+    """One image as a serialized ``tf.train.Example``.
+
+    Serialized deterministically (the feature map's keys sorted): protobuf writes
+    map entries in an order that can change from process to process, which would
+    change the compressed shards' bytes and sizes from run to run.
+    """
     ints = dict(zip(("height", "width", "channels"), image.shape), label=label)
     feature = {
         k: tf.train.Feature(int64_list=tf.train.Int64List(value=[v]))
@@ -52,7 +57,7 @@ def _example(image: np.ndarray, label: int) -> bytes:
     feature["image"] = tf.train.Feature(bytes_list=raw)
     return tf.train.Example(
         features=tf.train.Features(feature=feature)
-    ).SerializeToString()
+    ).SerializeToString(deterministic=True)
 
 
 def write_tfrecords(
