@@ -158,3 +158,13 @@ def test_scan_catches_typed_numbers(tmp_path):
         "cell 2"
     ]
     assert "54,410 parameters" in found[-1]
+
+
+@pytest.mark.parametrize("path", CHAPTERS, ids=lambda p: p.stem)
+def test_result_files_are_shown_with_their_provenance(path):
+    """A chapter that reads a result file prints how it was made: its notes under
+    a table (``markdown_table(..., source=)``), or the summary's provenance column."""
+    code = "\n".join(c.source for c in code_cells(path))
+    if "load_benchmark(" in code:
+        shown = ("source=", "provenance.notes(", "chapter_summary(")
+        assert any(s in code for s in shown), "print the result file's notes"
