@@ -5,9 +5,13 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
+import matplotlib
 import pytest
 
-os.environ.setdefault("MPLBACKEND", "Agg")
+# Agg for this process only. Not MPLBACKEND: the notebook kernels that nbval and
+# papermill start would inherit it and show no figures, while the committed
+# chapters (and nbval's comparisons) have them.
+matplotlib.use("Agg")
 
 REPO = Path(__file__).resolve().parent.parent
 IN_CI = os.environ.get("CI", "").lower() == "true"
