@@ -161,6 +161,16 @@ def test_fuzzed_bodies_parse_or_fail_with_400(doc):
     assert outcome(lambda b: read_predict(b, SIGS, 64), body) == outcome(general, body)
 
 
+@pytest.mark.parametrize("body", [b'{"\\u0000": null}', b'{"instances": {"a": 1}}'])
+def test_odd_keys_and_values_fail_with_400_on_both_paths(body):
+    """simdjson cannot look up some keys (a NUL, found by the fuzz test): the fast
+    path must hand such bodies to the general parser, never raise itself."""
+    assert outcome(lambda b: read_predict(b, SIGS, 64), body) == outcome(general, body)
+    with pytest.raises(ServingError) as error:
+        read_predict(body, SIGS, 64)
+    assert error.value.status == 400
+
+
 @pytest.mark.parametrize("key", ["instances", "inputs"])
 def test_plain_float_batches_skip_the_general_parser(key, monkeypatch):
     body = json.dumps({key: X.tolist()}, indent=1).encode()  # blanks are fine

@@ -25,6 +25,7 @@ def test_ledger_ids_are_unique_and_reasons_type_no_measurements():
 def test_ledger_table_shows_the_evidence_values():
     rows = claims.ledger_table()
     assert len(rows) == len(LEDGER)
+    assert not [r for r in rows if "|" in r["evidence"]]  # no table inside the table
     accuracy = next(r for r, c in zip(rows, LEDGER) if c["id"] == "accuracy-98")
     assert accuracy["verdict"] == "holds"
     assert (

@@ -201,11 +201,13 @@ def _read_plain_floats(body: bytes, signatures: dict, max_batch: int):
         if not isinstance(doc, simdjson.Object) or len(doc) != 1:
             return None
         (key,) = doc.keys()
+        if key not in ("instances", "inputs"):
+            return None
         values = doc[key]
-        if key not in ("instances", "inputs") or not isinstance(values, simdjson.Array):
+        if not isinstance(values, simdjson.Array):
             return None
         flat = np.frombuffer(values.as_buffer(of_type="d"), dtype=np.float64)
-    except (TypeError, ValueError, RuntimeError):  # not all numbers, bad JSON, ...
+    except (TypeError, ValueError, RuntimeError, KeyError):  # not numbers, bad JSON
         return None
     count, rest = divmod(flat.size, int(np.prod(shape)))
     if rest or not 1 <= count <= max_batch:

@@ -181,7 +181,8 @@ def _show(item: dict, book: Path, results_dir: Path) -> str:
     value, _ = evaluate(item, book, results_dir)
     if "cell" in item:  # the output line that shows the correction
         line = next(t for t in value.splitlines() if item.get("shows", "") in t)
-        return f"ch. {item['chapter']}: {' '.join(line.split())}"
+        words = line.replace("|", " ").split()  # a table row's cells, not a table
+        return f"ch. {item['chapter']}: {' '.join(words)}"
     where = item["result"] if "result" in item else f"ch. {item['chapter']}"
     text = f"{value:.4g}" if isinstance(value, float) else str(value)
     if "expect" in item:
