@@ -23,6 +23,14 @@ def test_start_and_finish_record_how_a_run_was_made(monkeypatch):
     assert provenance.notes({"provenance": {**record, "dirty": False}}) == []
 
 
+def test_a_run_that_keeps_its_cores_busy_is_not_noisy(monkeypatch):
+    loads = iter([(0.5, 1, 1), (2.1, 2, 2)])  # the run's own two busy threads
+    monkeypatch.setattr(provenance.os, "getloadavg", lambda: next(loads))
+    record = provenance.start({}, argv=["b.py"])
+    record["machine"]["cpu_count"] = 2
+    assert provenance.finish(record)["noisy"] is False
+
+
 def test_a_busy_machine_is_marked_noisy_and_the_note_says_so(monkeypatch):
     loads = iter([(1.0, 1, 1), (14.6, 13, 12)])
     monkeypatch.setattr(provenance.os, "getloadavg", lambda: next(loads))

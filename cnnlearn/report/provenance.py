@@ -96,16 +96,22 @@ def start(config: dict, argv: list[str] | None = None) -> dict:
 def finish(record: dict) -> dict:
     """Close ``record``: the load average now, the time, and whether it was noisy.
 
-    A run is *noisy* when the one-minute load average at its start or end
-    exceeds the number of cores: other work shared the CPU, so its timings are
-    slower and less repeatable than the machine allows.
+    A run is *noisy* when other work shared the CPU: the one-minute load average
+    exceeded the number of cores before the run started, or exceeded it at the
+    end by more than the run itself adds (one busy process per core at most).
+    Its timings are then slower and less repeatable than the machine allows.
     """
     record["load_average"]["end"] = list(os.getloadavg())
     record["finished_at"] = measured_at()
-    cores = record["machine"]["cpu_count"] or 1
-    loads = [v[0] for v in record["load_average"].values() if v]
-    record["noisy"] = max(loads) > cores
+    record["noisy"] = _noisy(record)
     return record
+
+
+def _noisy(record: dict) -> bool:
+    cores = record["machine"]["cpu_count"] or 1
+    load = record["load_average"]
+    others_at_end = load["end"][0] - cores if load.get("end") else 0.0
+    return max(load["start"][0] if load.get("start") else 0.0, others_at_end) > cores
 
 
 def merge_rows(rows: list[dict], parts: list[dict]) -> list[dict]:
