@@ -81,7 +81,15 @@ def start(config: dict, argv: list[str] | None = None) -> dict:
         The command line; ``sys.argv`` by default.
     """
     argv = sys.argv if argv is None else argv
-    status = _git("status", "--porcelain", "--untracked-files=no")
+    # Dirty: the code differs from the commit (result files are outputs, not code).
+    status = _git(
+        "status",
+        "--porcelain",
+        "--untracked-files=no",
+        "--",
+        ".",
+        ":!benchmarks/results",
+    )
     return {
         "commit": _git("rev-parse", "HEAD"),
         "dirty": bool(status) if status is not None else None,
