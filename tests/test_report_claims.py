@@ -29,7 +29,7 @@ def test_ledger_table_shows_the_evidence_values():
     accuracy = next(r for r, c in zip(rows, LEDGER) if c["id"] == "accuracy-98")
     assert accuracy["verdict"] == "holds"
     assert (
-        "train_mnist: 0.98" in accuracy["evidence"]
+        "train_mnist, test accuracy: 0.98" in accuracy["evidence"]
         and ">= 0.975" in accuracy["evidence"]
     )
 

@@ -181,9 +181,11 @@ def _show(item: dict, book: Path, results_dir: Path) -> str:
     value, _ = evaluate(item, book, results_dir)
     if "cell" in item:  # the output line that shows the correction
         line = next(t for t in value.splitlines() if item.get("shows", "") in t)
-        words = line.replace("|", " ").split()  # a table row's cells, not a table
-        return f"ch. {item['chapter']}: {' '.join(words)}"
+        words = " ".join(line.replace("|", " ").split())  # a table row: its cells
+        shown = words if len(words) <= 90 else f"… {item['shows']} …"
+        return f"ch. {item['chapter']}: {shown}"
     where = item["result"] if "result" in item else f"ch. {item['chapter']}"
+    where = f"{where}, {item['label']}" if "label" in item else where
     text = f"{value:.4g}" if isinstance(value, float) else str(value)
     if "expect" in item:
         result = None
