@@ -17,7 +17,7 @@ Writes ``benchmarks/results/applications.json``; chapter 9 reads it.
     python benchmarks/applications.py --only text     # one part
 
 Fashion-MNIST trains with the pinned plan ``train.PLAIN`` (the recipe's batch,
-float32, ``fit(numpy)``); the faces CNN with :func:`cnnlearn.train.plan`'s
+float32, ``fit(numpy)``); the faces CNN with :func:`cnnlearn.compute.plan`'s
 choice (its batch of 16 is never grown: 280 images); text and recommendation
 with a plain ``Model.fit``. Every run records the plan it trained with and when
 it was measured. ``--only`` replaces those parts and keeps the others; each

@@ -39,7 +39,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import sys
 import time
 from collections import defaultdict
 from pathlib import Path
@@ -58,9 +57,11 @@ from cnnlearn.compress import (
     fuse,
     prune,
     quantize,
+    schedules,
     size_report,
     tfmot_peer,
 )
+from cnnlearn.progress import say
 from cnnlearn.report import provenance
 
 RESULTS = Path(__file__).parent / "results" / "compression.json"
@@ -76,7 +77,7 @@ DENSE_FRONTIER = {  # only the big Dense layer (5408 x 10); the 288 conv weights
     "dense 95%": 0.95,
     "dense 97%": 0.97,
 }
-# The training plans (cnnlearn.train.fit's plan=); None: train.plan's choice on
+# The training plans (cnnlearn.train.fit's plan=); None: compute.plan's choice on
 # this machine, which each row records as "plan".
 PLANS = {
     "seed_base": None,
@@ -87,8 +88,9 @@ PLANS = {
 }
 
 
-def log(*args) -> None:
-    print(time.strftime("%H:%M:%S"), *args, file=sys.stderr, flush=True)
+def log(message: str) -> None:
+    """A progress line with the time of day (the benchmark runs for hours)."""
+    say(f"{time.strftime('%H:%M:%S')} {message}")
 
 
 def copy_of(model: keras.Model) -> keras.Model:
@@ -273,7 +275,7 @@ def peer_section(args, base, xtr, ytr, xte, yte, raw, report) -> None:
     (raw_xtr, raw_ytr), (raw_xte, raw_yte) = raw
     n_train = len(xtr) - int(round(len(xtr) * 0.1))
     steps = -(-n_train // 128) * args.prune_epochs
-    end = prune.ramp_end_step(steps, 10)
+    end = schedules.ramp_end_step(steps, 10)
     peer = tfmot_peer.run_peer(
         base.get_weights(),
         (raw_xtr, raw_ytr),
@@ -288,7 +290,7 @@ def peer_section(args, base, xtr, ytr, xte, yte, raw, report) -> None:
     peer_model = models.get_model("seed")
     peer_model.set_weights(peer.pop("weights"))
     log("peer: ours, same schedule")
-    schedule = prune.PolynomialDecay(
+    schedule = schedules.PolynomialDecay(
         initial_sparsity=0.5,
         final_sparsity=0.8,
         begin_step=0,

@@ -7,7 +7,8 @@ a. ``default``: the default strategy, one process, one device;
 b. ``mirrored_2_logical_cpus``: ``MirroredStrategy`` over the CPU split into two
    logical devices (``distribute.use_logical_cpus(2)``), 2 replicas of 64;
 c. ``two_workers_loopback``: ``MultiWorkerMirroredStrategy``, two processes on
-   127.0.0.1 started by ``cnnlearn.launch``, 64 images each, ring all-reduce;
+   127.0.0.1 started by ``distribute.launch_workers``, 64 images each, ring
+   all-reduce;
 d. ``default_bf16`` and ``default_xla``: (a) with the ``mixed_bfloat16`` policy,
    and with XLA (``jit_compile=True``).
 
@@ -61,7 +62,7 @@ def one(config: str, steps: int, epochs: int, data_dir: str | None, out: str) ->
         "cpu", multi_worker=config == "two_workers_loopback"
     )
     if config == "default_bf16":
-        distribute.set_precision("mixed_bfloat16")
+        distribute.set_global_precision("mixed_bfloat16")
     from cnnlearn import data, models
 
     (x, y), _ = data.load_dataset("mnist", data_dir)
@@ -129,9 +130,9 @@ def run_config(config: str, args, tmp: Path) -> dict:
     ]  # fmt: skip
     start = time.perf_counter()
     if config == "two_workers_loopback":
-        from cnnlearn import launch
+        from cnnlearn import distribute
 
-        result = launch.launch(worker, 2, timeout=900, sink=sys.stderr)
+        result = distribute.launch_workers(worker, 2, timeout=900, sink=sys.stderr)
         if not result.ok:
             raise RuntimeError(f"{config}: {result.failed}")
     else:

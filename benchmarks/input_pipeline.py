@@ -108,102 +108,114 @@ def median(values: list[float]) -> float:
     return float(statistics.median(values))
 
 
-def bench(args, shard_dir: Path) -> dict:
-    (x, y), _ = data.load_dataset("mnist", args.data_dir)
-    x_float = data.preprocess_images(x)
-    steps = -(-len(x) // BATCH_SIZE)
-
+def write_shards(x, y, shard_dir: Path, num_shards: int) -> tuple[str, dict]:
+    """Write the GZIP shards and check them: their glob pattern and the timings."""
     start = time.perf_counter()
-    paths = pipeline.write_tfrecords(x, y, shard_dir, args.shards)
+    paths = pipeline.write_tfrecords(x, y, shard_dir, num_shards)
     write_seconds = time.perf_counter() - start
     pattern = str(shard_dir / "train-*")
     start = time.perf_counter()
     pipeline.check_shards(pattern)
     check_seconds = time.perf_counter() - start
-    written_at = provenance.measured_at()
-
-    def datasets(verify: bool = False) -> dict:
-        common = dict(batch_size=BATCH_SIZE, training=True, seed=0, verify=verify)
-        return {
-            "tf_data_memory": pipeline.make_dataset(
-                x, y, BATCH_SIZE, training=True, seed=0
-            ),
-            "tfrecord_sequential": pipeline.tfrecord_dataset(
-                pattern, cycle_length=1, prefetch=False, **common
-            ),
-            "tfrecord_parallel": pipeline.tfrecord_dataset(pattern, **common),
-        }
-
-    feeds = {"numpy": None, **datasets(verify=True)}
-    built = {name: compiled_seed_cnn() for name in feeds}
-    seconds = {name: [] for name in feeds}
-    for r in range(args.rounds + 1):
-        for name, feed in feeds.items():
-            s = epoch_seconds(built[name], feed, x_float, y)
-            if r > 0:
-                seconds[name].append(s)
-            print(f"round {r} {name}: {steps / s:.1f} steps/s", flush=True)
-    train_at = provenance.measured_at()  # the feeds take turns, round by round
-
-    alone = datasets()
-    raw_dir = shard_dir / "uncompressed"  # what GZIP costs in CPU
-    pipeline.write_tfrecords(x, y, raw_dir, args.shards, compression="")
-    alone["tfrecord_parallel_uncompressed"] = pipeline.tfrecord_dataset(
-        str(raw_dir / "train-*"), BATCH_SIZE, True, seed=0, compression=""
-    )
-    pass_times = {name: [] for name in alone}
-    for r in range(args.rounds + 1):
-        for name, ds in alone.items():
-            wall_cpu = pass_seconds(ds)
-            if r > 0:
-                pass_times[name].append(wall_cpu)
-    alone_at = provenance.measured_at()
-    n_aug = args.augment_images
-    augmented = {
-        f"geometric_seed_{seed}": pipeline.make_dataset(
-            x[:n_aug], y[:n_aug], BATCH_SIZE, True, "geometric", seed=seed
-        )
-        for seed in (0, None)
+    return pattern, {
+        "write_seconds": write_seconds,
+        "bytes": sum(p.stat().st_size for p in paths),
+        "measured_at": provenance.measured_at(),
+        "raw_image_bytes": int(x.nbytes),
+        "check_shards_seconds": check_seconds,
     }
-    aug_times = {name: [] for name in augmented}
-    for r in range(args.rounds + 1):
-        for name, ds in augmented.items():
-            wall, _ = pass_seconds(ds)
-            if r > 0:
-                aug_times[name].append(wall)
-    aug_at = provenance.measured_at()
 
-    train_results = {
+
+def datasets(x, y, pattern: str, verify: bool = False) -> dict:
+    """Feeds b, c and d: seeded training pipelines over the same images."""
+    common = dict(batch_size=BATCH_SIZE, training=True, seed=0, verify=verify)
+    return {
+        "tf_data_memory": pipeline.make_dataset(
+            x, y, BATCH_SIZE, training=True, seed=0
+        ),
+        "tfrecord_sequential": pipeline.tfrecord_dataset(
+            pattern, cycle_length=1, prefetch=False, **common
+        ),
+        "tfrecord_parallel": pipeline.tfrecord_dataset(pattern, **common),
+    }
+
+
+def timed_rounds(rounds: int, items: dict, measure, progress=None) -> dict:
+    """``measure(item)`` for each item in turn, ``rounds + 1`` times.
+
+    The first round is a warm-up and is not kept; ``progress(round, name,
+    value)``, if given, hears every measurement.
+    """
+    kept = {name: [] for name in items}
+    for r in range(rounds + 1):
+        for name, item in items.items():
+            value = measure(item)
+            if r > 0:
+                kept[name].append(value)
+            if progress is not None:
+                progress(r, name, value)
+    return kept
+
+
+def train_rounds(feeds: dict, x_float, y, rounds: int, steps: int) -> dict:
+    """Seconds per training epoch of each feed, each with its own seed CNN."""
+    runs = {name: (compiled_seed_cnn(), feed) for name, feed in feeds.items()}
+
+    def progress(r: int, name: str, s: float) -> None:
+        print(f"round {r} {name}: {steps / s:.1f} steps/s", flush=True)
+
+    def one_epoch(run) -> float:
+        model, feed = run
+        return epoch_seconds(model, feed, x_float, y)
+
+    return timed_rounds(rounds, runs, one_epoch, progress)
+
+
+def train_section(seconds: dict, steps: int, measured_at: str) -> dict:
+    """The ``train`` part of the result: each feed's epochs and steps/s."""
+    return {
         name: {
             "description": FEEDS[name],
-            "seconds_per_epoch": seconds[name],
-            "steps_per_second": [steps / s for s in seconds[name]],
-            "median_steps_per_second": steps / median(seconds[name]),
-            "measured_at": train_at,
+            "seconds_per_epoch": times,
+            "steps_per_second": [steps / s for s in times],
+            "median_steps_per_second": steps / median(times),
+            "measured_at": measured_at,
         }
-        for name in feeds
+        for name, times in seconds.items()
     }
-    alone_results = {
+
+
+def alone_section(pass_times: dict, n_images: int, measured_at: str) -> dict:
+    """The ``pipeline_only`` part: each pipeline's epochs without a model."""
+    return {
         name: {
             "seconds_per_epoch": [wall for wall, _ in times],
-            "median_images_per_second": len(x) / median([w for w, _ in times]),
+            "median_images_per_second": n_images / median([w for w, _ in times]),
             "cpu_seconds_per_epoch": [cpu for _, cpu in times],
             "median_cpu_seconds_per_epoch": median([c for _, c in times]),
-            "measured_at": alone_at,
+            "measured_at": measured_at,
         }
         for name, times in pass_times.items()
     }
-    aug_results = {
+
+
+def augmentation_section(aug_times: dict, n_images: int, measured_at: str) -> dict:
+    """The ``augmentation_pipeline_only`` part, seeded against unseeded."""
+    return {
         name: {
-            "images": n_aug,
+            "images": n_images,
             "seconds": times,
-            "median_images_per_second": n_aug / median(times),
-            "measured_at": aug_at,
+            "median_images_per_second": n_images / median(times),
+            "measured_at": measured_at,
         }
         for name, times in aug_times.items()
     }
-    sps = {k: v["median_steps_per_second"] for k, v in train_results.items()}
-    ips = {k: v["median_images_per_second"] for k, v in alone_results.items()}
+
+
+def ratios_section(seconds: dict, train: dict, alone: dict, augment: dict) -> dict:
+    """Feed against feed: medians, and same-round ratios (``*_paired``)."""
+    sps = {k: v["median_steps_per_second"] for k, v in train.items()}
+    ips = {k: v["median_images_per_second"] for k, v in alone.items()}
     pairs = {"d": "tfrecord_parallel", "c": "tfrecord_sequential"}
     pairs.update(b="tf_data_memory", a="numpy")
     ratios = {}
@@ -214,6 +226,52 @@ def bench(args, shard_dir: Path) -> dict:
         ratios[f"train_{top}_over_{bottom}_paired"] = median(
             [b / a for a, b in zip(seconds[num], seconds[den])]
         )
+    cpu = "median_cpu_seconds_per_epoch"
+    rate = "median_images_per_second"
+    return {
+        **ratios,
+        "pipeline_d_over_b": ips["tfrecord_parallel"] / ips["tf_data_memory"],
+        "pipeline_c_over_b": ips["tfrecord_sequential"] / ips["tf_data_memory"],
+        "pipeline_cpu_d_over_b": (
+            alone["tfrecord_parallel"][cpu] / alone["tf_data_memory"][cpu]
+        ),
+        "augment_seeded_over_unseeded": (
+            augment["geometric_seed_0"][rate] / augment["geometric_seed_None"][rate]
+        ),
+    }
+
+
+def bench(args, shard_dir: Path) -> dict:
+    """The four phases, in order: write the shards, train on each feed, run the
+    pipelines alone, run augmentation alone."""
+    (x, y), _ = data.load_dataset("mnist", args.data_dir)
+    x_float = data.preprocess_images(x)
+    steps = -(-len(x) // BATCH_SIZE)
+    pattern, tfrecords = write_shards(x, y, shard_dir, args.shards)
+
+    feeds = {"numpy": None, **datasets(x, y, pattern, verify=True)}
+    seconds = train_rounds(feeds, x_float, y, args.rounds, steps)
+    # The feeds take turns, round by round: one time for all.
+    train_results = train_section(seconds, steps, provenance.measured_at())
+
+    alone = datasets(x, y, pattern)
+    raw_dir = shard_dir / "uncompressed"  # what GZIP costs in CPU
+    pipeline.write_tfrecords(x, y, raw_dir, args.shards, compression="")
+    alone["tfrecord_parallel_uncompressed"] = pipeline.tfrecord_dataset(
+        str(raw_dir / "train-*"), BATCH_SIZE, True, seed=0, compression=""
+    )
+    pass_times = timed_rounds(args.rounds, alone, pass_seconds)
+    alone_results = alone_section(pass_times, len(x), provenance.measured_at())
+
+    n_aug = args.augment_images
+    augmented = {
+        f"geometric_seed_{seed}": pipeline.make_dataset(
+            x[:n_aug], y[:n_aug], BATCH_SIZE, True, "geometric", seed=seed
+        )
+        for seed in (0, None)
+    }
+    aug_times = timed_rounds(args.rounds, augmented, lambda ds: pass_seconds(ds)[0])
+    aug_results = augmentation_section(aug_times, n_aug, provenance.measured_at())
     return {
         "settings": {
             "model": "seed",
@@ -228,29 +286,11 @@ def bench(args, shard_dir: Path) -> dict:
             "parallel_cycle_length": "None (one shard per core)",
             "tfrecord_shuffle_buffer": 10_000,
         },
-        "tfrecords": {
-            "write_seconds": write_seconds,
-            "bytes": sum(p.stat().st_size for p in paths),
-            "measured_at": written_at,
-            "raw_image_bytes": int(x.nbytes),
-            "check_shards_seconds": check_seconds,
-        },
+        "tfrecords": tfrecords,
         "train": train_results,
         "pipeline_only": alone_results,
         "augmentation_pipeline_only": aug_results,
-        "ratios": {
-            **ratios,
-            "pipeline_d_over_b": ips["tfrecord_parallel"] / ips["tf_data_memory"],
-            "pipeline_c_over_b": ips["tfrecord_sequential"] / ips["tf_data_memory"],
-            "pipeline_cpu_d_over_b": (
-                alone_results["tfrecord_parallel"]["median_cpu_seconds_per_epoch"]
-                / alone_results["tf_data_memory"]["median_cpu_seconds_per_epoch"]
-            ),
-            "augment_seeded_over_unseeded": (
-                aug_results["geometric_seed_0"]["median_images_per_second"]
-                / aug_results["geometric_seed_None"]["median_images_per_second"]
-            ),
-        },
+        "ratios": ratios_section(seconds, train_results, alone_results, aug_results),
     }
 
 

@@ -28,7 +28,7 @@ from pathlib import Path
 import numpy as np
 import tensorflow as tf
 
-from cnnlearn import data, models, ops, train
+from cnnlearn import compute, data, models, ops
 from cnnlearn._io import write_json
 from cnnlearn.report import provenance
 
@@ -123,7 +123,7 @@ def main() -> None:
     if min(args.repeats, args.numpy_repeats, args.batch_size, args.batches) < 1:
         parser.error("--repeats, --numpy-repeats, --batch-size, --batches: >= 1")
     config = {k: v for k, v in vars(args).items() if k != "output"}
-    config |= {"models": list(MODELS), "device": train.resolve_device()}
+    config |= {"models": list(MODELS), "device": compute.resolve_device()}
     record = provenance.start(config)
     report = bench(args)
     report["provenance"] = record

@@ -50,7 +50,7 @@ from pathlib import Path
 
 import numpy as np
 
-from cnnlearn.deploy import launch
+from cnnlearn.deploy import loadtest
 
 RESULTS = Path(__file__).parent / "results" / "serving.json"
 # The exported model's one training epoch (cnnlearn.train.PLAIN): float32,
@@ -113,7 +113,7 @@ def naive_server(tflite_path: str, port: int) -> None:  # pragma: no cover
     uvicorn.run(app, host="127.0.0.1", port=port, log_level="warning")
 
 
-# --- the load generator (cnnlearn.deploy.launch) -------------------------------
+# --- the load generator (cnnlearn.deploy.loadtest) -------------------------------
 def cpu_seconds(pid: int) -> float:
     """User + system CPU seconds of a process so far (Linux ``/proc``)."""
     fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
@@ -121,9 +121,9 @@ def cpu_seconds(pid: int) -> float:
 
 
 def measure(url: str, pid: int, request: bytes, clients: int, seconds: float) -> dict:
-    """:func:`launch.load`, plus the server's CPU milliseconds per request."""
+    """:func:`loadtest.load`, plus the server's CPU milliseconds per request."""
     before = cpu_seconds(pid)
-    result = launch.load(url, request, clients=clients, seconds=seconds)
+    result = loadtest.load(url, request, clients=clients, seconds=seconds)
     used = cpu_seconds(pid) - before  # includes the 1-second warm-up
     result["server_cpu_ms_per_request"] = None
     if result["requests"]:
@@ -209,7 +209,7 @@ def start(kind: str, model_dir: Path, workdir: Path):
     if kind != "naive":
         backend = kind.split("_")[1]
         extra = ("--no-gc-freeze",) if kind.endswith("_no_gc_freeze") else ()
-        server = launch.start_server(
+        server = loadtest.start_server(
             model_dir, workdir / kind, backend=backend, extra_args=extra
         )
         return server.stop, server.url, server.process.pid
@@ -237,18 +237,21 @@ def stop(proc: subprocess.Popen) -> None:
 
 
 def export_model(base: Path, data_dir: str | None) -> np.ndarray:
+    """Train and export the served model; return 32 test images as uint8."""
     import cnnlearn._tf  # noqa: F401
-    from cnnlearn import data, models, train
+    from cnnlearn import models, train
+    from cnnlearn.config import RunConfig, load_data
     from cnnlearn.deploy import export
 
-    (x_train, y_train), (x_test, _) = data.load_dataset("mnist", data_dir)
-    x_train, y_train = data.take_fraction(x_train, y_train, 0.1)
-    xf = data.preprocess_images(x_train)
+    run = load_data(RunConfig(data_dir=data_dir, data_fraction=0.1))
     model = models.get_model("seed", seed=0)
     # Pinned: what is served must not depend on the plan this machine would pick.
-    train.fit(model, xf, y_train, epochs=1, batch_size=128, verbose=0, plan=PLAN)
-    export.export_version(model, base, "mnist", train_images=xf)
-    return x_test[:32]
+    train.fit(
+        model, run.x_train, run.y_train, epochs=1, batch_size=128, verbose=0, plan=PLAN
+    )
+    export.export_version(model, base, "mnist", train_images=run.x_train)
+    # The preprocessed pixels are k / 255 exactly: back to the raw uint8 images.
+    return np.rint(run.x_test[:32, ..., 0] * 255).astype(np.uint8)
 
 
 def main() -> None:
@@ -286,7 +289,7 @@ def main() -> None:
         workdir = Path(tmp)
         images = export_model(workdir / "models", args.data_dir)
         requests = {
-            k: launch.http_request("/v1/models/mnist:predict", v)
+            k: loadtest.http_request("/v1/models/mnist:predict", v)
             for k, v in bodies(images).items()
         }
         # The load generator's own garbage-collector pauses would count against

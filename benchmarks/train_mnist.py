@@ -29,8 +29,9 @@ from pathlib import Path
 import keras
 import numpy as np
 
-from cnnlearn import data, models, train
+from cnnlearn import models, train
 from cnnlearn._io import write_json
+from cnnlearn.config import RunConfig, load_data
 from cnnlearn.report import provenance
 
 RESULTS = Path(__file__).parent / "results" / "train_mnist.json"
@@ -76,13 +77,12 @@ def bench(name: str, epochs: int | None, seed: int, data_dir: str | None) -> dic
         config[k] for k in ("model", "batch_size", "epochs")
     )
     spec = models.get_spec(model_name)
-    (x_train, y_train), (x_test, y_test) = data.load_dataset("mnist", data_dir)
-    x_train, x_test = data.preprocess_images(x_train), data.preprocess_images(x_test)
-    test_accuracy = TestAccuracy(x_test, y_test)
+    run = load_data(RunConfig(data_dir=data_dir))  # all of MNIST, in order
+    test_accuracy = TestAccuracy(run.x_test, run.y_test)
     result = train.fit(
         models.get_model(model_name, seed=seed),
-        x_train,
-        y_train,
+        run.x_train,
+        run.y_train,
         epochs=epochs,
         batch_size=batch_size,
         validation_split=0.0,
@@ -95,7 +95,7 @@ def bench(name: str, epochs: int | None, seed: int, data_dir: str | None) -> dic
     )
     if result.batch_size != batch_size:  # the plan must not grow the batch
         raise RuntimeError(f"{name} trained at batch {result.batch_size}")
-    steps = -(-len(x_train) // batch_size)
+    steps = -(-len(run.x_train) // batch_size)
     seconds = result.history["seconds"]
     return {
         "model": model_name,

@@ -2,7 +2,7 @@
 
 The same model, data, epochs and seed, trained both ways with
 ``cnnlearn.train.fit`` (``plan=train.PLAIN`` for the plain path, the default
-:func:`cnnlearn.train.plan` otherwise). Runs alternate A B, B A, A B over the
+:func:`cnnlearn.compute.plan` otherwise). Runs alternate A B, B A, A B over the
 seeds; each run's first epoch (graph tracing) is a warm-up and the median of
 the others is its epoch time. Every run is a fresh Python process: a run never
 inherits the graphs, memory or garbage-collector load of the runs before it.
@@ -13,7 +13,7 @@ Also measured here, for chapter 5:
   backward pass) over the CPU's peak measured by a large matmul in this run.
 
 The plain path is pinned (``train.PLAIN``); the default path is whatever
-:func:`cnnlearn.train.plan` picks on this machine, and each run records the
+:func:`cnnlearn.compute.plan` picks on this machine, and each run records the
 plan it trained with (batch size, precision, ...). ``--merge`` re-measures some
 models and keeps the others, each model with its own config and measured_at;
 the notes say which came from which run.
@@ -41,8 +41,9 @@ import cnnlearn._tf  # noqa: F401
 import numpy as np
 import tensorflow as tf
 
-from cnnlearn import compute, data, models, ops, train
+from cnnlearn import compute, models, ops, train
 from cnnlearn._io import write_json
+from cnnlearn.config import RunConfig, load_data
 from cnnlearn.report import provenance
 
 RESULTS = Path(__file__).parent / "results" / "train_speed.json"
@@ -146,7 +147,7 @@ def compare(name, seeds, epochs, data_dir) -> dict:
 
 def ablation(arrays, epochs, data_dir) -> dict:
     """Each choice of the default plan alone, on the seed CNN, seed 0."""
-    full = train.plan(
+    full = compute.plan(
         models.get_model("seed"),
         arrays[:2],
         batch_size=models.get_spec("seed").batch_size,
@@ -220,8 +221,8 @@ def main() -> None:
     parser.add_argument("--output", type=Path, default=RESULTS)
     parser.add_argument("--child", help=argparse.SUPPRESS)  # one isolated run
     args = parser.parse_args()
-    (x, y), (x_test, y_test) = data.load_dataset("mnist", args.data_dir)
-    arrays = (data.preprocess_images(x), y, data.preprocess_images(x_test), y_test)
+    mnist = load_data(RunConfig(data_dir=args.data_dir))  # all of MNIST, in order
+    arrays = (mnist.x_train, mnist.y_train, mnist.x_test, mnist.y_test)
     if args.child:
         job = json.loads(args.child)
         run = one_run(job["name"], *arrays, job["epochs"], job["seed"], job["plan"])
@@ -234,7 +235,7 @@ def main() -> None:
         "ablation_epochs": None if args.no_ablation else args.epochs or EPOCHS["seed"],
         "plans": {
             "plain": train.PLAIN,
-            "default": "train.plan's choice on this machine (each run records it)",
+            "default": "compute.plan's choice on this machine (each run records it)",
             "ablation": {label: list(choices) for label, choices in ABLATION.items()},
         },
     }
@@ -270,7 +271,8 @@ def main() -> None:
             row["config"] = config
     peaks = peak_flops()  # once, for every model
     report["floor"] = {
-        name: floor(speed, len(x), peaks) for name, speed in report["models"].items()
+        name: floor(speed, len(mnist.x_train), peaks)
+        for name, speed in report["models"].items()
     }
     provenance.finish(record)
     write_json(args.output, report)

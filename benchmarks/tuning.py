@@ -35,8 +35,9 @@ import cnnlearn._tf  # noqa: F401  (quiet TensorFlow start-up; before Keras)
 # isort: split
 import keras
 
-from cnnlearn import data, models, report, tune
+from cnnlearn import models, report, tune
 from cnnlearn._io import write_json
+from cnnlearn.config import RunConfig, load_data
 from cnnlearn.report import provenance
 
 RESULTS = Path(__file__).parent / "results" / "tuning.json"
@@ -110,15 +111,15 @@ def main() -> None:
         provenance.finish(record)
         write_json(args.output, result)  # after every stage: progress is kept
 
-    common = dict(
-        directory=args.directory,
-        data_fraction=args.data_fraction,
-        validation_split=args.validation_split,
-        param_budget=seed_params,
-        batch_size=args.batch_size,
-        retrain_best=False,
+    search_config = RunConfig(
         data_dir=args.data_dir,
+        data_fraction=args.data_fraction,
         seed=args.seed,
+        validation_split=args.validation_split,
+        batch_size=args.batch_size,
+    )
+    common = dict(
+        directory=args.directory, param_budget=seed_params, retrain_best=False
     )
     # A search that a previous run finished is reloaded, not retrained (the tuner
     # resumes): keep the cost that run measured instead of the reload's.
@@ -143,7 +144,11 @@ def main() -> None:
             if algorithm == "hyperband"
             else {"max_epochs": args.trial_epochs, "epoch_budget": budget}
         )
-        found, wall, cpu = timed(tune.run_search, algorithm, **common, **kwargs)
+        # Only a tuner directory left by an earlier run can make this a reload.
+        resumed = (Path(args.directory) / algorithm).exists()
+        found, wall, cpu = timed(
+            tune.run_search, search_config, algorithm, **common, **kwargs
+        )
         if algorithm == "hyperband":
             budget = found.epochs_spent
         trials = found.trials
@@ -161,10 +166,8 @@ def main() -> None:
             "measured_at": provenance.measured_at(),
         }
         done = previous.get("searches", {}).get(algorithm) if same else None
-        if done and (done["n_trials"], done["epochs_spent"]) == (
-            len(trials),
-            found.epochs_spent,
-        ):
+        spent = (len(trials), found.epochs_spent)
+        if resumed and done and (done["n_trials"], done["epochs_spent"]) == spent:
             for key in ("wall_minutes", "cpu_minutes"):
                 result["searches"][algorithm][key] = done[key]
             result["searches"][algorithm]["measured_at"] = done.get("measured_at")
@@ -172,6 +175,12 @@ def main() -> None:
             record.setdefault("notes", []).append(
                 f"The {algorithm} search was reloaded from the tuner's directory: "
                 "its cost is the earlier run's that trained it (same settings)."
+            )
+        elif resumed:
+            record.setdefault("notes", []).append(
+                f"The {algorithm} search resumed in the tuner's directory: its cost "
+                "counts only the trials this run trained; delete the directory "
+                "to measure it whole."
             )
         print(
             f"{algorithm}: {len(trials)} trials, {found.epochs_spent} epochs, "
@@ -181,8 +190,8 @@ def main() -> None:
         )
         save()
 
-    (x_train, y_train), (x_test, y_test) = data.load_dataset("mnist", args.data_dir)
-    x_train, x_test = data.preprocess_images(x_train), data.preprocess_images(x_test)
+    full = load_data(RunConfig(data_dir=args.data_dir, seed=args.seed))
+    arrays = (full.x_train, full.y_train, full.x_test, full.y_test)
     final = dict(epochs=args.final_epochs, batch_size=args.batch_size, seed=args.seed)
     keras.utils.set_random_seed(args.seed)
     seed_cnn = models.get_model("seed", seed=args.seed)
@@ -202,13 +211,9 @@ def main() -> None:
         )
     for name, (values, model) in runs.items():
         if model is None:
-            (model, run), wall, cpu = timed(
-                tune.retrain, values, x_train, y_train, x_test, y_test, **final
-            )
+            (model, run), wall, cpu = timed(tune.retrain, values, *arrays, **final)
         else:
-            run, wall, cpu = timed(
-                tune.fit_and_test, model, x_train, y_train, x_test, y_test, **final
-            )
+            run, wall, cpu = timed(tune.fit_and_test, model, *arrays, **final)
         run.update(hyperparameters=values, cpu_minutes=cpu / 60, wall_minutes=wall / 60)
         run["measured_at"] = provenance.measured_at()
         result["final"][name] = run

@@ -3,6 +3,19 @@
 The package behind the book: every chapter imports its implementations from here.
 Submodules are imported on demand (``from cnnlearn import data, models, train``),
 so ``import cnnlearn`` alone stays light.
+
+Public API, one rule for every package: a module lists its public names in one
+``__all__``, and a package's ``__init__`` re-exports the ``__all__`` of each of
+its modules, so ``ops.conv2d`` and ``ops.conv.conv2d`` are the same function and
+a name has one home. A name that starts with ``_`` is private to its module and
+never imported by another; a module that starts with ``_`` (``cnnlearn._io``)
+serves its package's modules and is not part of the API. The exceptions say so
+in their package's docstring and expose those modules only, imported on demand:
+modules whose import would load what some users of the package must avoid (the
+LiteRT server runs without TensorFlow, so ``deploy`` re-exports nothing;
+``compress.tfmot_peer`` switches the process to tf_keras), and modules whose
+names read only with the module's name in front (``report.claims.check``,
+``report.provenance.start``).
 """
 
 import os

@@ -31,3 +31,18 @@ def write_json(path: str | Path, obj) -> None:
     """Write ``obj`` as indented JSON to ``path``, atomically."""
     with atomic_path(path) as tmp:
         tmp.write_text(json.dumps(obj, indent=2, ensure_ascii=False) + "\n")
+
+
+def find_upward(relative: str, start: str | Path | None = None) -> Path | None:
+    """``<dir>/relative`` for the first ``dir`` from ``start`` up that has it.
+
+    ``start`` defaults to the working directory, so an installed package finds
+    the book's files from wherever it is run inside a checkout (the
+    repository root, ``book/`` during a chapter), never from its own install
+    location. Returns ``None`` when no directory up to the root has it.
+    """
+    here = Path(start if start is not None else Path.cwd()).resolve()
+    for directory in (here, *here.parents):
+        if (directory / relative).exists():
+            return directory / relative
+    return None

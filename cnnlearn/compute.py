@@ -26,13 +26,13 @@ __all__ = [
     "PIPELINES",
     "PRECISIONS",
     "Plan",
+    "apply_precision",
     "cpu_flags",
     "device_scope",
     "gpu_capability",
     "native_bf16",
     "plan",
     "resolve_device",
-    "set_precision",
 ]
 
 PRECISIONS = ("float32", "mixed_bfloat16", "mixed_float16")
@@ -56,6 +56,9 @@ _BF16_FLAGS = {
 
 
 # --- what the machine has ------------------------------------------------------
+# The functions below import tensorflow or jax inside the branch for that Keras
+# backend: the package runs under either, and only the active one is installed
+# for sure.
 
 
 def resolve_device(device: str = "auto") -> str:
@@ -168,7 +171,73 @@ class Plan:
         )
 
 
+def _choose(reasons: dict[str, str], name: str, given, default, why: str):
+    """``given`` if the caller set it, else ``default``; record the reason."""
+    if given is None:
+        reasons[name] = why
+        return default
+    reasons[name] = "set by the caller"
+    return given
+
+
+def _is_arrays(data) -> bool:
+    return isinstance(data, tuple | list) and len(data) == 2
+
+
+def _example_count(data) -> int | None:
+    """The number of training examples of ``(x, y)`` arrays, else ``None``."""
+    return len(data[0]) if _is_arrays(data) else None
+
+
+def _pick_pipeline(data) -> tuple[str, str]:
+    """tf.data for in-memory images, a given dataset as is, arrays otherwise."""
+    if data is not None and not _is_arrays(data):
+        return "dataset", "a tf.data.Dataset was given: used as is"
+    if data is not None:
+        dtype = np.asarray(data[0][:1]).dtype
+        if dtype != np.uint8 and not np.issubdtype(dtype, np.floating):
+            return "numpy", f"{dtype} inputs, not images: passed to Model.fit as arrays"
+    return "tf.data", (
+        "in-memory images: cached, shuffled and prefetched by tf.data, "
+        "so batches are ready while the previous step runs"
+    )
+
+
+def _pick_batch_scale(data, batch_size: int) -> tuple[int, str]:
+    """Grow a small recipe batch to :data:`HARDWARE_BATCH` where an epoch keeps
+    :data:`MIN_STEPS_PER_EPOCH` steps (in-memory data only)."""
+    n = _example_count(data)
+    if n is None and data is not None:
+        return 1, "the dataset comes batched"
+    recipe = "the training recipe's"
+    if n is None or 2 * batch_size > HARDWARE_BATCH:
+        return 1, recipe
+    grown = HARDWARE_BATCH // batch_size
+    if n // (batch_size * grown) < MIN_STEPS_PER_EPOCH:
+        return (
+            1,
+            f"{recipe} (x{grown} would leave under {MIN_STEPS_PER_EPOCH} steps/epoch)",
+        )
+    return grown, (
+        f"{grown}x the recipe's {batch_size}: a small batch leaves cores "
+        f"idle; Adam's learning rate x{math.sqrt(grown):.2g} (square-root "
+        "rule) keeps the accuracy"
+    )
+
+
+def _pick_steps_per_execution(data, batch_size: int) -> tuple[int, str]:
+    """:data:`STEPS_PER_EXECUTION`, or one epoch's steps if that is fewer."""
+    n = _example_count(data)
+    steps = -(-n // batch_size) if n else None
+    chosen = min(STEPS_PER_EXECUTION, steps) if steps else STEPS_PER_EXECUTION
+    return chosen, (
+        f"{chosen} steps per call into the compiled graph: one Python "
+        "round trip (callbacks, dispatch) per call instead of per step"
+    )
+
+
 def _pick_precision(device: str, flags: set[str], capability) -> tuple[str, str]:
+    """Half precision where the hardware has native units for it, else float32."""
     if device.startswith("/GPU"):
         if capability is None:
             return "float32", "the GPU's compute capability is unknown"
@@ -187,6 +256,13 @@ def _pick_precision(device: str, flags: set[str], capability) -> tuple[str, str]
     )
 
 
+def _pick_jit_compile(on_accelerator: bool) -> tuple[bool, str]:
+    """XLA on accelerators only."""
+    if on_accelerator:
+        return True, "XLA fuses ops on accelerators"
+    return False, "off on CPUs: chapter 5 measures XLA against TensorFlow's CPU kernels"
+
+
 def plan(
     model: keras.Model | None = None,
     data=None,
@@ -203,6 +279,9 @@ def plan(
     capability: tuple[int, int] | None = None,
 ) -> Plan:
     """Pick the fastest honest way to train ``model`` on ``data`` here.
+
+    Each choice has its own ``_pick_*`` function above, which returns the
+    default and the reason for it; the caller's value, where given, wins.
 
     Parameters
     ----------
@@ -234,6 +313,7 @@ def plan(
     """
     if batch_size < 1:
         raise ValueError(f"batch_size must be >= 1, got {batch_size}")
+    # What the machine has.
     device_name = resolve_device(device)
     on_accelerator = device_name.startswith("/GPU")
     flags = cpu_flags() if flags is None else flags
@@ -242,85 +322,46 @@ def plan(
     reasons = {"device": f"device={device!r}"}
     if model is not None:
         reasons["device"] += f"; {model.count_params():,} parameters"
-
-    def choose(name, given, default, why):
-        if given is None:
-            reasons[name] = why
-            return default
-        reasons[name] = "set by the caller"
-        return given
-
-    is_arrays = isinstance(data, tuple | list) and len(data) == 2
-    default_pipeline, why = (
-        "tf.data",
-        (
-            "in-memory images: cached, shuffled and prefetched by tf.data, "
-            "so batches are ready while the previous step runs"
-        ),
-    )
-    if data is not None and not is_arrays:
-        default_pipeline, why = "dataset", "a tf.data.Dataset was given: used as is"
-    elif is_arrays:
-        dtype = np.asarray(data[0][:1]).dtype
-        if dtype != np.uint8 and not np.issubdtype(dtype, np.floating):
-            default_pipeline = "numpy"
-            why = f"{dtype} inputs, not images: passed to Model.fit as arrays"
-    pipeline = choose("pipeline", pipeline, default_pipeline, why)
+    # What to do with it, choice by choice (the reasons keep this order).
+    pipeline = _choose(reasons, "pipeline", pipeline, *_pick_pipeline(data))
     if pipeline not in PIPELINES:
         raise ValueError(f"unknown pipeline {pipeline!r}: expected one of {PIPELINES}")
-    n = len(data[0]) if is_arrays else None
-    scale = 1
-    why = "the training recipe's"
-    if data is not None and not is_arrays:
-        why = "the dataset comes batched"
-    if n is not None and 2 * batch_size <= HARDWARE_BATCH:
-        grown = HARDWARE_BATCH // batch_size
-        if n // (batch_size * grown) >= MIN_STEPS_PER_EPOCH:
-            scale = grown
-            why = (
-                f"{grown}x the recipe's {batch_size}: a small batch leaves cores "
-                f"idle; Adam's learning rate x{math.sqrt(grown):.2g} (square-root "
-                "rule) keeps the accuracy"
-            )
-        else:
-            why += f" (x{grown} would leave under {MIN_STEPS_PER_EPOCH} steps/epoch)"
-    batch_scale = choose("batch_scale", batch_scale, scale, why)
+    batch_scale = _choose(
+        reasons, "batch_size", batch_scale, *_pick_batch_scale(data, batch_size)
+    )
     if batch_scale < 1:
         raise ValueError(f"batch_scale must be >= 1, got {batch_scale}")
-    reasons["batch_size"] = reasons.pop("batch_scale")
-    steps = -(-n // (batch_size * batch_scale)) if n else None
-    default_spe = min(STEPS_PER_EXECUTION, steps) if steps else STEPS_PER_EXECUTION
-    steps_per_execution = choose(
+    batch = batch_size * batch_scale
+    steps_per_execution = _choose(
+        reasons,
         "steps_per_execution",
         steps_per_execution,
-        default_spe,
-        f"{default_spe} steps per call into the compiled graph: one Python "
-        "round trip (callbacks, dispatch) per call instead of per step",
+        *_pick_steps_per_execution(data, batch),
     )
     if steps_per_execution < 1:
         raise ValueError(f"steps_per_execution must be >= 1: {steps_per_execution}")
-    precision_default, precision_why = _pick_precision(device_name, flags, capability)
-    precision = choose("precision", precision, precision_default, precision_why)
+    precision = _choose(
+        reasons,
+        "precision",
+        precision,
+        *_pick_precision(device_name, flags, capability),
+    )
     if precision not in PRECISIONS:
         raise ValueError(f"unknown precision {precision!r}: expected {PRECISIONS}")
-    jit_compile = choose(
-        "jit_compile",
-        jit_compile,
-        on_accelerator,
-        "XLA fuses ops on accelerators"
-        if on_accelerator
-        else "off on CPUs: chapter 5 measures XLA against TensorFlow's CPU kernels",
+    jit_compile = _choose(
+        reasons, "jit_compile", jit_compile, *_pick_jit_compile(on_accelerator)
     )
-    eval_batch_size = choose(
+    eval_batch_size = _choose(
+        reasons,
         "eval_batch_size",
         eval_batch_size,
-        max(EVAL_BATCH_SIZE, batch_size * batch_scale),
+        max(EVAL_BATCH_SIZE, batch),
         "evaluation has no optimizer step: big batches are free",
     )
     return Plan(
         device=device_name,
         pipeline=pipeline,
-        batch_size=batch_size * batch_scale,
+        batch_size=batch,
         batch_scale=batch_scale,
         learning_rate_scale=math.sqrt(batch_scale),
         eval_batch_size=eval_batch_size,
@@ -338,7 +379,7 @@ def _leaves(layer) -> list:
     return [leaf for sub in sublayers for leaf in _leaves(sub)]
 
 
-def set_precision(model: keras.Model, precision: str) -> None:
+def apply_precision(model: keras.Model, precision: str) -> None:
     """Switch a built model's layers to ``precision`` in place.
 
     Mixed policies compute in 16 bits and keep the variables in float32; the

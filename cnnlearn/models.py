@@ -16,10 +16,19 @@ import cnnlearn._tf  # noqa: F401  (quiet TensorFlow start-up; before Keras)
 import keras
 from keras import layers
 
-__all__ = ["MODELS", "ModelSpec", "get_model", "get_spec", "lenet5", "prepend"]
-__all__ += ["seed_cnn"]
-__all__ += ["strong_cnn"]
-__all__ += ["caser", "face_cnn", "kim_text_cnn"]
+__all__ = [
+    "MODELS",
+    "ModelSpec",
+    "caser",
+    "face_cnn",
+    "get_model",
+    "get_spec",
+    "kim_text_cnn",
+    "lenet5",
+    "prepend",
+    "seed_cnn",
+    "strong_cnn",
+]
 
 InputShape = tuple[int, int, int]
 

@@ -41,30 +41,32 @@ def build(root: Path, data_dir: Path) -> Built:
     """Train two seed CNNs for one epoch on 10 % of MNIST and export A as v1."""
     if "built" in _BUILT:
         return _BUILT["built"]
-    from cnnlearn import data, models, train
+    from cnnlearn import models, train
+    from cnnlearn.config import RunConfig, load_data
     from cnnlearn.deploy import export
 
-    (x_train, y_train), (x_test, y_test) = data.load_dataset("mnist", data_dir)
-    x_train, y_train = data.take_fraction(x_train, y_train, 0.1, seed=0)
-    xf = data.preprocess_images(x_train)
+    run = load_data(RunConfig(data_dir=data_dir, data_fraction=0.1))
+    xf = run.x_train
     trained = []
     for seed in (0, 1):
         model = models.get_model("seed", seed=seed)
-        train.fit(model, xf, y_train, epochs=1, batch_size=128, seed=seed, verbose=0)
+        train.fit(
+            model, xf, run.y_train, epochs=1, batch_size=128, seed=seed, verbose=0
+        )
         trained.append(model)
     root.mkdir(parents=True, exist_ok=True)
     trained[0].save(root / "a.keras")
     trained[1].save(root / "b.keras")
     base = root / "models"
     export.export_version(trained[0], base, "mnist", train_images=xf)
-    x_u8 = data.check_images(x_test[:200])
+    x_test = run.x_test[:200]
     _BUILT["built"] = Built(
         trained[0],
         trained[1],
         xf,
-        data.preprocess_images(x_test[:200]),
-        x_u8,
-        y_test[:200],
+        x_test,
+        np.rint(x_test * 255).astype(np.uint8),  # the raw pixels: k / 255 exactly
+        run.y_test[:200],
         base,
         root / "a.keras",
         root / "b.keras",

@@ -86,6 +86,6 @@ def test_caser_trains_and_beats_popularity(simulated):
         recommend.popularity_scores(history, sessions.n_items), targets
     )
     assert caser["hr@10"] > pop["hr@10"]
-    top = recommend.recommend(run, 0, history[0], k=5)
+    top = recommend.recommend_items(run, 0, history[0], k=5)
     assert len(top) == 5 and all(1 <= item <= 100 for item, _ in top)
     assert [p for _, p in top] == sorted((p for _, p in top), reverse=True)

@@ -9,6 +9,7 @@ import sys
 import pytest
 
 from cnnlearn import cli
+from cnnlearn.config import RunConfig
 
 
 def run_cli(*args: str, env: dict | None = None) -> subprocess.CompletedProcess:
@@ -71,6 +72,8 @@ def test_train_then_evaluate_round_trip(tmp_path, data_dir):
     assert metrics["batch_size"] == 32 and metrics["params"] == 54_410
     assert metrics["plan"]["reasons"]["batch_size"] == "set by the caller"
     assert metrics["n_train"] + metrics["n_val"] == 6000
+    assert metrics["config"]["data_fraction"] == 0.1
+    assert (metrics["config"]["epochs"], metrics["config"]["batch_size"]) == (1, 32)
     assert {"test_loss", "train_seconds", "history"} - set(metrics) == {"history"}
     assert json.loads((out / "history.json").read_text())["loss"]
 
@@ -101,3 +104,75 @@ def test_serve_freezes_the_garbage_collector_unless_told_not_to():
     base = ["serve", "--model-base-path", "models/mnist"]
     assert parser.parse_args(base).freeze_gc is True
     assert parser.parse_args([*base, "--no-gc-freeze"]).freeze_gc is False
+
+
+def test_run_verbs_hand_their_routine_one_config(monkeypatch, tmp_path):
+    """train, tune, compress and deploy parse the shared run-configuration
+    group, each with its own defaults, into one RunConfig for their routine."""
+    from cnnlearn import train, tune
+    from cnnlearn.compress import apply
+    from cnnlearn.deploy import release
+
+    seen = {}
+
+    def fake(name, result):
+        def run(*args, **kwargs):
+            seen[name] = (args, kwargs)
+            return result
+
+        return run
+
+    trained = {"test_accuracy": 1, "test_loss": 0, "epochs": 2, "train_seconds": 1}
+    searched = type("Search", (), {"trials": [], "report": {
+        "best": {"val_accuracy": 1, "params": 1}, "final": None}})  # fmt: skip
+    compressed = {"compressed": {"accuracy": 1, "gzip_bytes": 1}, "gzip_ratio": 1}
+    monkeypatch.setattr(train, "run_training", fake("train", trained))
+    monkeypatch.setattr(tune, "run_search", fake("tune", searched))
+    monkeypatch.setattr(apply, "compress_saved", fake("compress", compressed))
+    monkeypatch.setattr(release, "deploy", fake("deploy", {"version": 1,
+                        "tflite_test_accuracy": 1}))  # fmt: skip
+    out = str(tmp_path)
+
+    assert cli.main(["train", "--model", "lenet5", "--epochs", "2",
+                     "--batch-scale", "1", "--output", out]) == 0  # fmt: skip
+    (config,), options = seen["train"]
+    assert config == RunConfig(model="lenet5", epochs=2, plan={"batch_scale": 1})
+    assert options["output_dir"] == out and options["checkpoint"] is False
+
+    assert cli.main(["tune", "--seed", "3", "--output", out]) == 0
+    (config, algorithm), options = seen["tune"]
+    assert config == RunConfig(data_fraction=0.2, batch_size=128, seed=3)
+    assert algorithm == "hyperband" and options["directory"] == out
+
+    assert cli.main(["compress", "--model", "m.keras", "--method", "int8",
+                     "--data-fraction", "0.5", "--output", out]) == 0  # fmt: skip
+    args, options = seen["compress"]
+    assert args == ("m.keras", "int8", out, RunConfig(epochs=2, data_fraction=0.5))
+
+    assert cli.main(["deploy", "--base-path", "b", "--train-model", "lenet5",
+                     "--output", out]) == 0  # fmt: skip
+    args, options = seen["deploy"]
+    assert args == (None, RunConfig(model="lenet5", epochs=1))
+    assert options["base_path"] == "b" and options["compression"] is None
+
+
+@pytest.mark.parametrize(
+    "args",
+    [
+        ["tune", "--model", "seed"],
+        ["compress", "--model", "m", "--method", "int8", "--device", "cpu"],
+        ["deploy", "--base-path", "b", "--batch-size", "64"],
+    ],
+)
+def test_run_verbs_keep_their_own_flags(capsys, args):
+    """A verb offers only the run options its routine uses."""
+    with pytest.raises(SystemExit) as info:
+        cli.main([*args, "--output", "x"])
+    assert info.value.code == 2 and "unrecognized arguments" in capsys.readouterr().err
+
+
+def test_run_arguments_know_the_config_fields():
+    from cnnlearn.cli import _args
+
+    with pytest.raises(TypeError, match="epoch"):
+        _args.add_run_arguments(_args.Parser(), epoch=3)

@@ -7,6 +7,8 @@ quantized models are evaluated with LiteRT on the full 10,000 test images.
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
 
 import numpy as np
 import pytest
@@ -17,7 +19,18 @@ import cnnlearn._tf  # noqa: F401
 import keras
 
 from cnnlearn import cli, data, models, train
-from cnnlearn.compress import count_nonzero, distill, fuse, gzip_size, prune, quantize
+from cnnlearn.compress import (
+    affine,
+    count_nonzero,
+    distill,
+    fuse,
+    gzip_size,
+    prune,
+    quantize,
+    schedules,
+)
+from cnnlearn.compress.apply import compress_saved
+from cnnlearn.config import RunConfig
 
 
 @pytest.fixture(scope="module")
@@ -59,18 +72,32 @@ def test_convert_rejects_unknown_mode_and_missing_calibration():
         quantize.convert(model, "int8", np.zeros((4, 28, 28, 1), np.uint8))
 
 
+def test_package_and_numpy_modules_never_import_tensorflow():
+    # the LiteRT server imports compress.affine and compress.common
+    code = (
+        "import sys\n"
+        "import cnnlearn.compress, cnnlearn.compress.affine, cnnlearn.compress.common\n"
+        "print(any(m in sys.modules for m in ('tensorflow', 'keras')))"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, timeout=120
+    )
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == "False"
+
+
 def test_affine_quantization_round_trip():
     rng = np.random.default_rng(0)
     x = rng.uniform(-0.7, 2.3, 1000).astype(np.float32)
-    scale, zero_point = quantize.affine_params(x.min(), x.max())
-    q = quantize.quantize_array(x, scale, zero_point)
+    scale, zero_point = affine.affine_params(x.min(), x.max())
+    q = affine.quantize_array(x, scale, zero_point)
     assert q.dtype == np.int8 and q.min() >= -128 and q.max() <= 127
-    error = np.abs(quantize.dequantize(q, scale, zero_point) - x).max()
+    error = np.abs(affine.dequantize(q, scale, zero_point) - x).max()
     assert error <= scale / 2 + 1e-7
     # zero is exact: padding, ReLU zeros and pruned weights stay zero
-    zero = quantize.quantize_array(np.zeros(1), scale, zero_point)
-    assert quantize.dequantize(zero, scale, zero_point)[0] == 0.0
-    assert quantize.affine_params(0.0, 1.0, np.uint8) == (1 / 255, 0)
+    zero = affine.quantize_array(np.zeros(1), scale, zero_point)
+    assert affine.dequantize(zero, scale, zero_point)[0] == 0.0
+    assert affine.affine_params(0.0, 1.0, np.uint8) == (1 / 255, 0)
 
 
 def test_quantized_models_keep_accuracy_on_real_mnist(trained, arrays):
@@ -109,7 +136,7 @@ def test_evaluate_tflite_reads_files_and_checks_shapes(trained, arrays, tmp_path
 
 
 def test_schedules_follow_tfmot_semantics():
-    s = prune.PolynomialDecay(
+    s = schedules.PolynomialDecay(
         initial_sparsity=0.5,
         final_sparsity=0.8,
         begin_step=0,
@@ -122,20 +149,20 @@ def test_schedules_follow_tfmot_semantics():
     assert [t for t in range(0, 40) if s.should_prune(t)] == [0, 10, 20, 30]
     assert not s.should_prune(110)
     s.check(101)  # prunes at step 100, the end: reaches 80 %
-    c = prune.ConstantSparsity(target_sparsity=0.6, begin_step=5, frequency=100)
+    c = schedules.ConstantSparsity(target_sparsity=0.6, begin_step=5, frequency=100)
     assert c.sparsity(5) == 0.6 and c.should_prune(105) and not c.should_prune(104)
 
 
 def test_schedule_that_cannot_reach_its_target_fails_loudly():
     # tfmot's default frequency=100 on a 90-step run: tfmot silently stays at 50 %
-    s = prune.PolynomialDecay(initial_sparsity=0.5, final_sparsity=0.8, end_step=89)
+    s = schedules.PolynomialDecay(initial_sparsity=0.5, final_sparsity=0.8, end_step=89)
     with pytest.raises(ValueError, match="reaches only 50.00% sparsity.*target 80.00%"):
         s.check(90)
-    late = prune.ConstantSparsity(target_sparsity=0.5, begin_step=1000)
+    late = schedules.ConstantSparsity(target_sparsity=0.5, begin_step=1000)
     with pytest.raises(ValueError, match="never prunes"):
         late.check(90)
     with pytest.raises(ValueError, match=r"sparsity must be in \[0, 1\)"):
-        prune.ConstantSparsity(target_sparsity=1.0)
+        schedules.ConstantSparsity(target_sparsity=1.0)
 
 
 def test_masks_count_exactly():
@@ -171,7 +198,7 @@ def test_pruning_reaches_sparsity_and_survives_save_load_strip(
     assert dense / gzip_size(quantize.convert(stripped)) > 2.5
     # resuming training on the loaded model keeps its pruned weights at zero
     resume = prune.MagnitudePruning(
-        prune.ConstantSparsity(target_sparsity=0.8, begin_step=10_000)
+        schedules.ConstantSparsity(target_sparsity=0.8, begin_step=10_000)
     )
     with pytest.raises(ValueError, match="never prunes"):
         train.fit(
@@ -182,7 +209,7 @@ def test_pruning_reaches_sparsity_and_survives_save_load_strip(
             callbacks=[resume],
             plan=prune.FIT_PLAN,
         )
-    keep = prune.MagnitudePruning(prune.ConstantSparsity(target_sparsity=0.8))
+    keep = prune.MagnitudePruning(schedules.ConstantSparsity(target_sparsity=0.8))
     train.fit(
         loaded,
         x_train[:512],
@@ -369,7 +396,7 @@ def test_our_pruning_matches_tfmot_in_a_separate_process(trained, mnist, arrays)
     x_train, y_train, x_test, y_test = arrays
     n, epochs = 12_000, 1
     steps = -(-(n - n // 10) // 128) * epochs
-    end = prune.ramp_end_step(steps, 10)
+    end = schedules.ramp_end_step(steps, 10)
     peer = tfmot_peer.run_peer(
         trained.get_weights(),
         (x_raw[:n], y_raw[:n]),
@@ -385,7 +412,7 @@ def test_our_pruning_matches_tfmot_in_a_separate_process(trained, mnist, arrays)
     theirs.set_weights(peer["weights"])
     ours = copy_of(trained)
     pruning = prune.MagnitudePruning(
-        prune.PolynomialDecay(
+        schedules.PolynomialDecay(
             initial_sparsity=0.5, final_sparsity=0.8, end_step=end, frequency=10
         )
     )
@@ -468,6 +495,38 @@ def test_cli_compress_round_trip(trained, data_dir, tmp_path, capsys):
     assert report["gzip_ratio"] > 3 and (out / "model.keras").is_file()
 
 
+@pytest.mark.slow
+def test_compress_saved_takes_a_run_config(trained, data_dir, tmp_path):
+    path = tmp_path / "model.keras"
+    trained.save(path)
+    config = RunConfig(data_dir=data_dir, data_fraction=0.05, epochs=1, seed=1)
+    out = tmp_path / "pruned"
+    report = compress_saved(path, "prune", out, config, sparsity=0.5)
+    assert report == json.loads((out / "report.json").read_text())
+    assert report["config"] == config.to_dict()
+    assert (report["epochs"], report["seed"], report["dataset"]) == (1, 1, "mnist")
+    assert report["sparsity"][-1]["sparsity"] == pytest.approx(0.5, abs=1e-3)
+    assert (out / "model.keras").is_file() and (out / "model.tflite").is_file()
+
+
+@pytest.mark.parametrize(
+    ("method", "kwargs", "error", "message"),
+    [
+        ("zip", {}, ValueError, "unknown method 'zip'"),
+        ("prune", {"sparsity": 1.0}, ValueError, r"sparsity must be in \[0, 1\)"),
+        ("distill", {}, ValueError, "needs a teacher"),
+        ("int8", {}, FileNotFoundError, "model file not found"),
+    ],
+)
+def test_compress_saved_checks_before_it_loads(
+    tmp_path, method, kwargs, error, message
+):
+    out = tmp_path / "out"
+    with pytest.raises(error, match=message):
+        compress_saved(tmp_path / "missing.keras", method, out, **kwargs)
+    assert not out.exists()
+
+
 @pytest.mark.parametrize(
     ("args", "code", "message"),
     [
@@ -496,7 +555,7 @@ def test_cli_compress_bad_input(capsys, tmp_path, args, code, message):
 
 def test_results_tables_goals_and_plot():
     from cnnlearn import plots
-    from cnnlearn.compress import results
+    from cnnlearn.report import compression as results
 
     def row(method, seed, acc, gzip, raw=220_000):
         return {
@@ -549,7 +608,7 @@ def test_results_tables_goals_and_plot():
 
 
 def test_int8_speed_and_distillation_verdict():
-    from cnnlearn.compress import results
+    from cnnlearn.report import compression as results
 
     def row(model, method, latency_ms, throughput):
         return {

@@ -83,6 +83,15 @@ def test_overrides_are_kept_and_explained():
     assert (p.precision, p.steps_per_execution, p.pipeline) == ("float32", 1, "numpy")
     assert p.jit_compile and p.eval_batch_size == 64
     assert p.reasons["precision"] == "set by the caller"
+    assert list(p.reasons) == [
+        "device",
+        "pipeline",
+        "batch_size",
+        "steps_per_execution",
+        "precision",
+        "jit_compile",
+        "eval_batch_size",
+    ]
     assert "precision" in str(p) and "set by the caller" in str(p)
 
 
@@ -104,15 +113,15 @@ def test_bad_overrides(kwargs, message):
 
 def test_set_precision_keeps_the_output_layer_float32():
     model = models.prepend(keras.layers.Identity(), models.seed_cnn())
-    compute.set_precision(model, "mixed_bfloat16")
+    compute.apply_precision(model, "mixed_bfloat16")
     leaves = compute._leaves(model)
     assert leaves[0].compute_dtype == "bfloat16"
     assert leaves[-1].compute_dtype == "float32"
     assert all(v.dtype == "float32" for v in model.weights)
-    compute.set_precision(model, "float32")
+    compute.apply_precision(model, "float32")
     assert {leaf.compute_dtype for leaf in leaves} == {"float32"}
     with pytest.raises(ValueError, match="unknown precision"):
-        compute.set_precision(model, "int4")
+        compute.apply_precision(model, "int4")
 
 
 def test_pipeline_follows_the_data():

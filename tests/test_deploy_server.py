@@ -21,7 +21,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from prometheus_client.parser import text_string_to_metric_families
 
-from cnnlearn.deploy import client, export, pipeline, server
+from cnnlearn.deploy import client, export, release, server
 
 MAX_BODY = 2_000_000
 
@@ -273,13 +273,13 @@ def test_new_versions_are_picked_up_and_incomplete_ones_never(built, tmp_path):
     base = copy_models(built, tmp_path / "models")
     model_dir = base / "mnist"
     app = server.create_app({"mnist": model_dir}, "tflite")
-    manager = app.state.managers["mnist"]
+    manager = app.state.server.managers["mnist"]
     # A crash mid-export leaves a hidden temporary directory; a hand copy in
     # progress leaves an integer directory without its files. Neither is served.
     (model_dir / ".tmp-9-deadbeef" / "variables").mkdir(parents=True)
     (model_dir / "8" / "variables").mkdir(parents=True)
     assert manager.poll() is False and manager.current.version == 1
-    pipeline.remove_version(base, "mnist", 8)
+    release.remove_version(base, "mnist", 8)
     export.export_version(built.model_b, base, "mnist", train_images=built.x_train)
     assert manager.poll() is True and manager.current.version == 2
     body = {"instances": built.x_test[:8].tolist()}
@@ -289,14 +289,14 @@ def test_new_versions_are_picked_up_and_incomplete_ones_never(built, tmp_path):
         want = built.model_b.predict(built.x_test[:8], verbose=0)
         np.testing.assert_allclose(response.json()["predictions"], want, atol=1e-5)
         assert api.get("/v1/models/mnist/versions/1").status_code == 404
-    pipeline.remove_version(base, "mnist", 2)  # rollback by removing
+    release.remove_version(base, "mnist", 2)  # rollback by removing
     assert manager.poll() is True and manager.current.version == 1
 
 
 def test_a_broken_version_is_skipped_and_the_old_one_keeps_serving(built, tmp_path):
     base = copy_models(built, tmp_path / "models")
     app = server.create_app({"mnist": base / "mnist"}, "tflite")
-    manager = app.state.managers["mnist"]
+    manager = app.state.server.managers["mnist"]
     broken = export.export_version(built.model_b, base, "mnist", tflite=b"not a model")
     assert broken.name == "2"
     assert manager.poll() is False and manager.current.version == 1
@@ -307,7 +307,7 @@ def test_pinning_a_version(built, tmp_path):
     base = copy_models(built, tmp_path / "models")
     export.export_version(built.model_b, base, "mnist", train_images=built.x_train)
     app = server.create_app({"mnist": base / "mnist"}, "tflite", pinned={"mnist": 1})
-    assert app.state.managers["mnist"].current.version == 1
+    assert app.state.server.managers["mnist"].current.version == 1
     with pytest.raises(ValueError, match="not served"):
         server.create_app({"mnist": base / "mnist"}, pinned={"fashion": 1})
 
@@ -407,7 +407,7 @@ def test_graceful_shutdown_removes_the_ready_file(built, tmp_path):
 
 def test_a_backend_failure_is_a_json_500_and_the_server_stays_up(built):
     app = server.create_app({"mnist": built.base / "mnist"}, "tflite")
-    loaded = app.state.managers["mnist"].current
+    loaded = app.state.server.managers["mnist"].current
 
     def broken(signature, images):
         raise RuntimeError("interpreter exploded (simulated)")

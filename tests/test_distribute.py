@@ -81,16 +81,26 @@ def test_tensorflow_info_logs_are_off():
     assert tf.get_logger().level == logging.ERROR
 
 
+def test_cluster_size_and_jit_choice():
+    assert distribute.cluster_size(CLUSTER) == 2 and distribute.cluster_size({}) == 0
+    chief = {"cluster": {"chief": ["h:0"], "worker": ["h:1", "h:2"]}}
+    assert distribute.cluster_size(chief) == 3
+    strategy = distribute.get_strategy("cpu")
+    assert distribute.resolve_jit(True, strategy) is True
+    with pytest.raises(ValueError, match="jit_compile must be True, False or 'auto'"):
+        distribute.resolve_jit("yes", strategy)
+
+
 def test_set_precision_checks_its_input():
     import keras
 
     with pytest.raises(ValueError, match="unknown precision 'fp8'"):
-        distribute.set_precision("fp8")
+        distribute.set_global_precision("fp8")
     try:
-        assert distribute.set_precision("mixed_bfloat16") == "mixed_bfloat16"
+        assert distribute.set_global_precision("mixed_bfloat16") == "mixed_bfloat16"
         assert keras.mixed_precision.global_policy().compute_dtype == "bfloat16"
     finally:
-        distribute.set_precision("float32")
+        distribute.set_global_precision("float32")
 
 
 def test_scaling_model():
@@ -189,6 +199,36 @@ def test_distributed_fit_checks_its_input(small):
                                    global_batch_size=4096)  # fmt: skip
     with pytest.raises(ValueError, match="differ in length"):
         distribute.distributed_fit(lambda: models.get_model("seed"), (x, y[:10]))
+
+
+def test_run_distributed_takes_a_run_config(tmp_path, data_dir):
+    """``cnnlearn train --strategy ...`` as a function: one config in, the
+    run directory and its metrics out, with the config in metrics.json."""
+    from cnnlearn.config import RunConfig
+
+    config = RunConfig(
+        data_dir=data_dir, data_fraction=0.02, epochs=1, batch_size=64,
+        validation_split=0.1, device="cpu",
+    )  # fmt: skip
+    metrics = distribute.run_distributed(
+        config, output_dir=tmp_path, steps_per_epoch=3, checkpoint_every=2,
+        verbose=False,
+    )  # fmt: skip
+    assert metrics["strategy"] == "_DefaultDistributionStrategy"
+    assert (metrics["replicas"], metrics["workers"]) == (1, 1)
+    assert (metrics["initial_step"], metrics["final_step"]) == (0, 3)
+    assert metrics["n_train"] == 3 * 64 and metrics["n_val"] == 120
+    assert metrics["n_test"] == 10_000 and metrics["precision"] == "float32"
+    assert [metrics[k] for k in ("model", "dataset", "seed")] == ["seed", "mnist", 0]
+    assert metrics["config"] == {**config.to_dict(), "epochs": 1, "batch_size": 64}
+    saved = json.loads((tmp_path / "metrics.json").read_text())
+    assert saved["final_step"] == 3 and saved["config"] == metrics["config"]
+    history = json.loads((tmp_path / "history.json").read_text())
+    assert history["step"] == [3] and "val_accuracy" in history
+    assert (tmp_path / "model.keras").is_file()
+    assert (tmp_path / "checkpoints" / "ckpt-3.index").is_file()
+    with pytest.raises(ValueError, match="unknown strategy 'ring'"):
+        distribute.run_distributed(config, output_dir=tmp_path, strategy="ring")
 
 
 MIRRORED = textwrap.dedent(

@@ -4,7 +4,7 @@ import json
 
 import pytest
 
-from cnnlearn._io import atomic_path, write_json
+from cnnlearn._io import atomic_path, find_upward, write_json
 
 
 def test_write_json_replaces_whole_file(tmp_path):
@@ -24,3 +24,12 @@ def test_failed_write_leaves_the_old_file_and_no_temporary(tmp_path):
         raise RuntimeError("crash while writing")
     assert path.read_text() == "old"
     assert [p.name for p in tmp_path.iterdir()] == ["model.keras"]
+
+
+def test_find_upward_looks_from_the_start_directory_up(tmp_path):
+    (tmp_path / "benchmarks" / "results").mkdir(parents=True)
+    deep = tmp_path / "book" / "runs"
+    deep.mkdir(parents=True)
+    found = find_upward("benchmarks/results", deep)
+    assert found == tmp_path.resolve() / "benchmarks" / "results"
+    assert find_upward("no/such/thing", deep) is None

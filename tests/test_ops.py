@@ -140,6 +140,42 @@ def test_im2col_index_math():
         assert got == x_pad[n, i * s + u * d, j * s + v * d, c]
 
 
+def test_col2im_is_the_adjoint_of_the_window_view():
+    """<window_view(x), g> == <x_pad, col2im(g)>: what makes it the gradient."""
+    rng = np.random.default_rng(1)
+    x = rng.standard_normal((2, 7, 6, 3))
+    kernel, stride, pads, dilation, (oh, ow) = ops.window_geometry(
+        x.shape[1:3], (2, 3), 2, ((1, 0), (2, 1)), 2
+    )
+    win = ops.window_view(x, kernel, stride, pads, dilation)
+    g = rng.standard_normal(win.shape)
+    back = ops.col2im(g, ops.padded_shape(x.shape, pads), stride, dilation)
+    x_pad = np.pad(x, ((0, 0), *pads, (0, 0)))
+    assert win.shape == (2, oh, ow, 2, 3, 3)
+    assert np.isclose((win * g).sum(), (x_pad * back).sum())
+    assert ops.unpad(x_pad, pads, x.shape[1:3]).shape == x.shape
+
+
+def test_conv2d_is_either_implementation_plus_the_bias():
+    rng = np.random.default_rng(2)
+    x, w, b = (
+        rng.standard_normal((2, 6, 5, 3)),
+        rng.standard_normal((3, 2, 3, 4)),
+        rng.standard_normal(4),
+    )
+    geometry = (2, "same", 1)
+    naive = ops.conv2d_naive(x, w, *geometry)
+    np.testing.assert_allclose(ops.conv2d_im2col(x, w, *geometry), naive, atol=1e-12)
+    np.testing.assert_array_equal(ops.conv2d(x, w, b, *geometry, "naive"), naive + b)
+    dout = rng.standard_normal(naive.shape)
+    dx, dw = ops.conv2d_naive_backward(dout, x, w, *geometry)
+    dx2, dw2 = ops.conv2d_im2col_backward(dout, x, w, *geometry)
+    np.testing.assert_allclose(dx2, dx, atol=1e-12)
+    np.testing.assert_allclose(dw2, dw, atol=1e-12)
+    full = ops.conv2d_backward(dout, x, w, *geometry, "naive")
+    np.testing.assert_array_equal(full[2], dout.sum(axis=(0, 1, 2)))
+
+
 # --- convolution against TensorFlow --------------------------------------------
 
 

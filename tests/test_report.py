@@ -67,6 +67,25 @@ def test_chapter_2_benchmarks_have_their_tables():
     assert {"naive ms", "im2col ms", "tf ms"} <= set(conv[0])
 
 
+def test_applications_table_has_a_row_per_part_that_ran():
+    results = report.load_benchmark("applications")
+    rows = report.applications_table(results)
+    apps = [r["application"] for r in rows]
+    assert apps[:4] == [
+        "products",
+        "products",
+        "face identification",
+        "face verification",
+    ]
+    assert "SMS spam" in apps and "next item" in apps
+    assert {r["met"] for r in rows} <= {"yes", "no", "—"}
+    assert (
+        report.applications_table({k: results[k] for k in ("text",)})[0]["application"]
+        == "SMS spam"
+    )
+    assert report.applications_table({}) == []
+
+
 def test_pipeline_table_reads_the_four_feeds():
     rows = report.pipeline_table(report.load_benchmark("input_pipeline"))
     assert [r["feed"][:3] for r in rows] == ["(a)", "(b)", "(c)", "(d)"]
@@ -118,3 +137,21 @@ def test_chapter_summary_says_how_each_file_was_made(tmp_path):
     )
     assert rows["tuning"] == "before records (committed in 1d385a2)"
     assert rows["serving"] == "—"
+
+
+def test_serving_table():
+    run = {
+        "p50_ms": 1.234,
+        "p99_ms": None,
+        "requests_per_s": 10.4,
+        "images_per_s": 332.8,
+        "server_cpu_ms_per_request": 0.5,
+        "errors": 0,
+    }
+    results = {
+        "scenarios": {"b": {"clients": 4, "batch": 32, "encoding": "b64"}},
+        "servers": {"ours": {"b": run}},
+    }
+    (row,) = report.serving_table(results)
+    assert row["server"] == "ours" and row["batch"] == 32 and row["p50 ms"] == 1.23
+    assert row["p99 ms"] == "—" and row["images/s"] == 333

@@ -70,7 +70,7 @@ def test_markdown_table_prints_the_sources_notes_under_it():
 
 
 @pytest.mark.parametrize(
-    "path", sorted(report.RESULTS_DIR.glob("*.json")), ids=lambda p: p.stem
+    "path", sorted(report.results_dir().glob("*.json")), ids=lambda p: p.stem
 )
 def test_every_result_file_says_how_it_was_made(path):
     """A complete record, or a recovered one that names the commit it came in

@@ -7,6 +7,7 @@ import numpy as np
 import pytest
 
 from cnnlearn import data, models, train
+from cnnlearn.config import RunConfig
 
 
 @pytest.fixture(scope="module")
@@ -93,6 +94,17 @@ def test_bad_arguments_fail_before_training(small):
         train.fit(models.seed_cnn(), x, y, epochs=0)
 
 
+def test_run_training_checks_its_config_before_loading_data(tmp_path):
+    missing = str(tmp_path / "no-data")  # loading first would fail differently
+    with pytest.raises(ValueError, match="unknown model 'vgg'"):
+        train.run_training(RunConfig("vgg", data_dir=missing), output_dir=tmp_path)
+    with pytest.raises(ValueError, match="unknown device 'tpu'"):
+        train.run_training(
+            RunConfig(device="tpu", data_dir=missing), output_dir=tmp_path
+        )
+    assert not any(tmp_path.iterdir())
+
+
 def test_callbacks_write_checkpoints_and_logs(small, tmp_path):
     (x, y), _ = small
     result = train.fit(
@@ -131,6 +143,14 @@ def test_save_run_writes_the_run_atomically(small, trained, tmp_path):
     assert train.evaluate(reloaded, x_test, y_test).accuracy == evaluation.accuracy
     history = json.loads((tmp_path / "history.json").read_text())
     assert len(history["loss"]) == 2
+    config = RunConfig("seed", data_fraction=0.1, seed=3)
+    metrics = train.save_run(tmp_path / "c", trained, evaluation, config, note="n")
+    assert (metrics["model"], metrics["data_fraction"], metrics["seed"]) == (
+        "seed",
+        0.1,
+        3,
+    )
+    assert metrics["config"] == config.to_dict() and metrics["note"] == "n"
 
 
 def test_plan_is_used_and_recorded(small, trained, tmp_path):
@@ -197,14 +217,3 @@ def test_default_path_matches_plain_fit_accuracy(mnist, small):
     assert (plans["plain"].batch_size, plans["planned"].batch_size) == (32, 128)
     assert accuracy["plain"] > 0.9  # chance is 0.1
     assert accuracy["planned"] > accuracy["plain"] - 0.01, accuracy
-
-
-def test_distributed_fit_is_reachable_from_train(small):
-    (x, y), _ = small
-    history = train.distributed_fit(
-        lambda: models.get_model("seed", seed=0),
-        (x[:256], y[:256]),
-        epochs=1,
-        global_batch_size=64,
-    )
-    assert len(history["loss"]) == 1 and history.final_step == 4

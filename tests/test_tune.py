@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 
 from cnnlearn import cli, plots, tune
+from cnnlearn.config import RunConfig
 
 
 @pytest.mark.parametrize("seed", [0, 1])
@@ -91,7 +92,7 @@ def test_budget_penalizes_over_budget_models():
 
 def test_unknown_algorithm_is_value_error(tmp_path):
     with pytest.raises(ValueError, match="unknown algorithm 'grid'"):
-        tune.run_search("grid", directory=tmp_path)
+        tune.run_search(RunConfig(), "grid", directory=tmp_path)
     assert not any(tmp_path.iterdir())
 
 
@@ -103,16 +104,10 @@ def read_trials(path):
 @pytest.mark.slow
 def test_tiny_search_writes_artifacts_and_resumes(tmp_path, data_dir, capsys):
     out = tmp_path / "tune"
-    kwargs = dict(
-        directory=out,
-        max_epochs=1,
-        data_fraction=0.02,
-        param_budget=60_000,
-        final_epochs=1,
-        data_dir=data_dir,
-        seed=2,  # its first sample fits the budget
-    )
-    first = tune.run_search("random", max_trials=2, **kwargs)
+    # seed 2: its first sample fits the budget
+    config = RunConfig(data_fraction=0.02, data_dir=data_dir, seed=2)
+    kwargs = dict(directory=out, max_epochs=1, param_budget=60_000, final_epochs=1)
+    first = tune.run_search(config, "random", max_trials=2, **kwargs)
     assert [t["trial"] for t in first.trials] == [0, 1]
     assert all(t["params"] <= 60_000 for t in first.trials if t["epochs"])
     trained = [t for t in first.trials if t["epochs"]]
@@ -124,15 +119,19 @@ def test_tiny_search_writes_artifacts_and_resumes(tmp_path, data_dir, capsys):
     assert best["params"] <= 60_000 and 0 < best["val_accuracy"] <= 1
     assert tune.count_params(best["hyperparameters"]) == best["params"]
     report = json.loads((out / "search.json").read_text())
+    # 2 % of 60,000 images, a tenth of them held out to rank the trials
+    assert (report["n_search_train"], report["n_search_val"]) == (1080, 120)
+    assert report["config"] == config.to_dict()
     assert report["final"]["n_train"] == 60_000  # retrained on all of it
+    assert report["final"]["batch_size"] == tune.DEFAULT_BATCH_SIZE
     assert report["final"]["test_accuracy"] > 0.5
     assert first.model.count_params() == best["params"]
     assert len(read_trials(out / "trials.csv")) == 2
     stamps = {p: p.stat().st_mtime_ns for p in (out / "random").glob("trial_*/*")}
     capsys.readouterr()
 
-    second = tune.run_search("random", max_trials=3, **kwargs)
-    log = capsys.readouterr().out
+    second = tune.run_search(config, "random", max_trials=3, **kwargs)
+    log = capsys.readouterr().err  # progress lines go to stderr
     assert [t["trial"] for t in second.trials] == [0, 1, 2]  # continued, not restarted
     assert second.trials[:2] == first.trials  # finished trials were read back
     assert "trial 0:" not in log and "trial 1:" not in log and "trial 2:" in log
@@ -195,7 +194,7 @@ def test_summarize_counts_rejected_trials_and_epochs():
         {"params": 30_000, "epochs": 1, "val_accuracy": 0.9, "score": 0.9},
         {"params": 40_000, "epochs": 3, "val_accuracy": 0.95, "score": 0.95},
     ]
-    assert tune.summarize(rows) == {
+    assert tune.summarize_trials(rows) == {
         "trials": 3,
         "rejected": 1,
         "epochs": 4,

@@ -19,7 +19,7 @@ import keras
 import numpy as np
 
 from cnnlearn import models
-from cnnlearn.apps._fit import fit_ids
+from cnnlearn.apps.fitting import fit_ids
 from cnnlearn.data.recsys import last_window, sequence_windows
 
 __all__ = [
@@ -32,7 +32,7 @@ __all__ = [
     "popularity_scores",
     "random_scores",
     "ranks_of_targets",
-    "recommend",
+    "recommend_items",
     "train_caser",
 ]
 
@@ -191,10 +191,13 @@ def caser_scores(run: CaserRun, history: list[np.ndarray]) -> np.ndarray:
     return scores
 
 
-def recommend(
+def recommend_items(
     run: CaserRun, user: int, history: np.ndarray, k: int = 10
 ) -> list[tuple[int, float]]:
-    """The top ``k`` ``(item, probability)`` for ``user`` after ``history``."""
+    """The top ``k`` ``(item, probability)`` for ``user`` after ``history`` (ch. 9).
+
+    Item 0 (the padding id) is never recommended.
+    """
     inputs = {
         "users": np.array([user], dtype=np.int64),
         "items": last_window([np.asarray(history)], run.window),

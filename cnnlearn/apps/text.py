@@ -18,8 +18,8 @@ import keras
 import numpy as np
 
 from cnnlearn import models
-from cnnlearn.apps._fit import FitResult, fit_ids
-from cnnlearn.data.sms import LABELS, Messages
+from cnnlearn.apps.fitting import FitResult, fit_ids
+from cnnlearn.data.sms import SMS_LABELS, Messages
 
 __all__ = [
     "TextClassifier",
@@ -52,7 +52,7 @@ class TextClassifier:
 
     vectorizer: keras.layers.TextVectorization
     model: keras.Model
-    labels: tuple[str, ...] = LABELS
+    labels: tuple[str, ...] = SMS_LABELS
     result: FitResult | None = None
 
     def ids(self, texts) -> np.ndarray:
@@ -89,7 +89,7 @@ def train_text_cnn(
     vectorizer = make_vectorizer(train_messages.texts, max_tokens, sequence_length)
     x = np.asarray(vectorizer(np.asarray(train_messages.texts, dtype=str)))
     model = models.kim_text_cnn(
-        vectorizer.vocabulary_size(), sequence_length, num_classes=len(LABELS)
+        vectorizer.vocabulary_size(), sequence_length, num_classes=len(SMS_LABELS)
     )
     result = fit_ids(
         model,
@@ -103,7 +103,7 @@ def train_text_cnn(
         metrics=("accuracy",),
         verbose=verbose,
     )
-    return TextClassifier(vectorizer, model, LABELS, result)
+    return TextClassifier(vectorizer, model, SMS_LABELS, result)
 
 
 def predict_text(classifier: TextClassifier, texts) -> list[dict]:

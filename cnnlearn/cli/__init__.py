@@ -3,6 +3,11 @@
 Every verb writes a JSON report into its output directory, shows progress on
 stderr, prints a one-line summary on stdout, and on bad input exits non-zero
 with a one-line message instead of a traceback.
+
+Its parts: :mod:`cnnlearn.cli._args` (argument types and the run-configuration
+group every run verb shares), :mod:`cnnlearn.cli.compress` and
+:mod:`cnnlearn.cli.deploy` (those verbs). They are the command's internals, so
+the package exports only :func:`build_parser` and :func:`main`.
 """
 
 from __future__ import annotations
@@ -13,67 +18,86 @@ import sys
 
 from cnnlearn import __version__
 from cnnlearn.cli import compress, deploy
-from cnnlearn.cli._args import Parser, fraction, positive
+from cnnlearn.cli._args import Parser, add_run_arguments, positive, run_config
+from cnnlearn.config import RunConfig
+from cnnlearn.progress import say
 
 __all__ = ["build_parser", "main"]
 
 
 def build_parser() -> argparse.ArgumentParser:
+    """The ``cnnlearn`` parser: one sub-parser per verb."""
     parser = Parser(prog="cnnlearn", description=__doc__.splitlines()[0])
     parser.add_argument("--version", action="version", version=__version__)
     verbs = parser.add_subparsers(dest="verb", required=True, parser_class=Parser)
+    _add_train(verbs)
+    _add_launch(verbs)
+    _add_book(verbs)
+    _add_tune(verbs)
+    _add_evaluate(verbs)
+    compress.add_verb(verbs)
+    deploy.add_verbs(verbs)
+    return parser
 
+
+def _add_train(verbs) -> None:
+    """``train`` (chapter 4; its plan and distributed options, chapter 5)."""
     train = verbs.add_parser("train", help="train a model, evaluate it, save it")
-    train.add_argument("--model", default="seed", help="seed, lenet5 or strong")
-    train.add_argument("--dataset", default="mnist", help="mnist or fashion_mnist")
-    train.add_argument("--epochs", type=positive, help="default: the model's")
-    train.add_argument("--batch-size", type=positive, help="default: the model's")
-    train.add_argument("--data-dir", help="directory with the IDX files")
-    train.add_argument("--data-fraction", type=fraction, default=1.0)
-    train.add_argument("--validation-split", type=float, default=0.1)
-    train.add_argument("--seed", type=int, default=0)
-    train.add_argument("--device", default="auto", help="auto, cpu or gpu")
+    add_run_arguments(train)
     train.add_argument("--checkpoint", action="store_true")
     train.add_argument("--tensorboard", action="store_true")
     train.add_argument("--early-stopping", type=positive, metavar="PATIENCE")
     train.add_argument("--output", required=True, help="run directory")
-    train.add_argument(
-        "--strategy",
-        default="auto",
-        choices=["auto", "mirrored", "multi_worker", "tpu"],
-        help="tf.distribute strategy (chapter 5); auto: Model.fit, or "
-        "multi_worker when TF_CONFIG describes a cluster",
-    )
-    train.add_argument(
+    _add_plan_options(train)
+    _add_distributed_options(train)
+
+
+def _add_plan_options(train: argparse.ArgumentParser) -> None:
+    """``train``'s overrides of the training plan (:func:`cnnlearn.compute.plan`)."""
+    plan = train.add_argument_group("training plan (chapter 5)")
+    plan.add_argument(
         "--precision",
         choices=["float32", "mixed_bfloat16", "mixed_float16"],
-        help="default: the training plan's choice for this machine (chapter 5); "
+        help="default: the training plan's choice for this machine; "
         "float32 for distributed runs",
     )
-    train.add_argument(
+    plan.add_argument(
         "--steps-per-execution", type=positive, help="default: the plan's"
     )
-    train.add_argument(
+    plan.add_argument(
         "--batch-scale",
         type=positive,
         help="train with this multiple of --batch-size (Adam's rate x its square "
         "root); 1 keeps --batch-size; default: the plan's",
     )
-    train.add_argument(
+    plan.add_argument(
         "--jit-compile",
         choices=["on", "off"],
         help="XLA; default: the plan's (on for GPU/TPU, off on CPU)",
     )
-    train.add_argument(
-        "--steps-per-epoch", type=positive, help="cut epochs (distributed runs)"
+
+
+def _add_distributed_options(train: argparse.ArgumentParser) -> None:
+    """``train``'s tf.distribute options (:mod:`cnnlearn.distribute`)."""
+    distributed = train.add_argument_group("distributed runs (chapter 5)")
+    distributed.add_argument(
+        "--strategy",
+        default="auto",
+        choices=["auto", "mirrored", "multi_worker", "tpu"],
+        help="tf.distribute strategy; auto: Model.fit, or multi_worker when "
+        "TF_CONFIG describes a cluster",
     )
-    train.add_argument(
+    distributed.add_argument("--steps-per-epoch", type=positive, help="cut epochs")
+    distributed.add_argument(
         "--checkpoint-every",
         type=positive,
         metavar="STEPS",
-        help="distributed runs also checkpoint every STEPS steps",
+        help="also checkpoint every STEPS steps",
     )
 
+
+def _add_launch(verbs) -> None:
+    """``launch`` (chapter 5)."""
     launch = verbs.add_parser(
         "launch", help="run a command as N local workers with TF_CONFIG"
     )
@@ -84,73 +108,80 @@ def build_parser() -> argparse.ArgumentParser:
     )
     launch.add_argument("command", nargs=argparse.REMAINDER, help="-- train ...")
 
+
+def _add_book(verbs) -> None:
+    """``book run`` (chapter 5)."""
     book = verbs.add_parser("book", help="execute chapters with papermill")
     book_verbs = book.add_subparsers(dest="book_verb", required=True)
-    book_run = book_verbs.add_parser("run", help="run chapters, write summary.json")
-    book_run.add_argument("chapters", nargs="*", help="e.g. 04 or 04_mnist_training")
-    book_run.add_argument("--device", default="auto", help="auto, cpu, gpu or tpu")
-    book_run.add_argument("--precision", help="injected where a chapter has it")
-    book_run.add_argument("--param", action="append", default=[], metavar="NAME=VALUE")
-    book_run.add_argument("--output-dir", "--output", dest="output", required=True)
-    book_run.add_argument("--timeout", type=float, default=1800.0, help="per cell")
+    run = book_verbs.add_parser("run", help="run chapters, write summary.json")
+    run.add_argument("chapters", nargs="*", help="e.g. 04 or 04_mnist_training")
+    run.add_argument("--device", default="auto", help="auto, cpu, gpu or tpu")
+    run.add_argument("--precision", help="injected where a chapter has it")
+    run.add_argument("--param", action="append", default=[], metavar="NAME=VALUE")
+    run.add_argument("--output-dir", "--output", dest="output", required=True)
+    run.add_argument("--timeout", type=float, default=1800.0, help="per cell")
 
+
+def _add_tune(verbs) -> None:
+    """``tune`` (chapter 7): it searches models, so it takes no ``--model``."""
     tune = verbs.add_parser("tune", help="search hyperparameters (KerasTuner)")
+    add_run_arguments(
+        tune,
+        skip=("model", "validation_split", "epochs"),
+        data_fraction=0.2,
+        batch_size=128,
+    )
     tune.add_argument(
         "--algorithm", default="hyperband", choices=["hyperband", "random", "bayesian"]
     )
     tune.add_argument("--max-trials", type=positive, default=10, help="random/bayes")
     tune.add_argument("--max-epochs", type=positive, default=3)
     tune.add_argument("--epoch-budget", type=positive, help="random/bayes: epochs")
-    tune.add_argument("--data-fraction", type=fraction, default=0.2)
     tune.add_argument("--executions-per-trial", type=positive, default=1)
     tune.add_argument("--param-budget", type=positive, help="most parameters")
     tune.add_argument(
         "--budget-policy", default="reject", choices=["reject", "penalize"]
     )
-    tune.add_argument("--batch-size", type=positive, default=128)
     tune.add_argument("--final-epochs", type=positive, default=10)
     tune.add_argument("--no-retrain", action="store_true", help="search only")
-    tune.add_argument("--dataset", default="mnist")
-    tune.add_argument("--data-dir")
-    tune.add_argument("--seed", type=int, default=0)
-    tune.add_argument("--device", default="auto", help="auto, cpu or gpu")
     tune.add_argument("--output", required=True, help="search directory (resumes)")
 
+
+def _add_evaluate(verbs) -> None:
+    """``evaluate`` (chapter 4)."""
     evaluate = verbs.add_parser("evaluate", help="evaluate a saved .keras model")
     evaluate.add_argument("--model", required=True, help="path to model.keras")
     evaluate.add_argument("--dataset", default="mnist")
     evaluate.add_argument("--data-dir")
     evaluate.add_argument("--output", help="default: the model's directory")
-    compress.add_verb(verbs)
-    deploy.add_verbs(verbs)
-    return parser
+
+
+# The verbs import what they run when they run: ``--help`` stays instant and
+# ``serve`` (the LiteRT server) never loads TensorFlow.
 
 
 def _train(args) -> str:
     from cnnlearn import distribute, train
 
-    if args.strategy != "auto" or len(distribute.task_info().get("cluster", {})):
-        return _train_distributed(args)
     jit = {"on": True, "off": False, None: None}[args.jit_compile]
-    overrides = {"precision": args.precision, "jit_compile": jit}
-    overrides["steps_per_execution"] = args.steps_per_execution
-    overrides["batch_scale"] = args.batch_scale
-    metrics = train.run(
-        args.model,
-        args.dataset,
+    overrides = {
+        "precision": args.precision,
+        "jit_compile": jit,
+        "steps_per_execution": args.steps_per_execution,
+        "batch_scale": args.batch_scale,
+    }
+    config = run_config(
+        args, plan={k: v for k, v in overrides.items() if v is not None}
+    )
+    if args.strategy != "auto" or len(distribute.task_info().get("cluster", {})):
+        return _train_distributed(args, config)
+    metrics = train.run_training(
+        config,
         output_dir=args.output,
-        epochs=args.epochs,
-        batch_size=args.batch_size,
-        data_dir=args.data_dir,
-        data_fraction=args.data_fraction,
-        seed=args.seed,
-        validation_split=args.validation_split,
-        device=args.device,
         checkpoint=args.checkpoint,
         tensorboard=args.tensorboard,
         early_stopping_patience=args.early_stopping,
         verbose=1,
-        plan={k: v for k, v in overrides.items() if v is not None},
     )
     return (
         f"test_accuracy={metrics['test_accuracy']:.4f} "
@@ -159,23 +190,14 @@ def _train(args) -> str:
     )
 
 
-def _train_distributed(args) -> str:
-    from cnnlearn import distribute
+def _train_distributed(args, config: RunConfig) -> str:
+    from cnnlearn.distribute.runs import run_distributed
 
-    strategy = "multi_worker" if args.strategy == "auto" else args.strategy
-    metrics = distribute.run(
-        args.model,
-        args.dataset,
+    metrics = run_distributed(
+        config,
         output_dir=args.output,
-        strategy=strategy,
-        device=args.device,
+        strategy="multi_worker" if args.strategy == "auto" else args.strategy,
         precision=args.precision or "float32",
-        epochs=args.epochs,
-        batch_size=args.batch_size,
-        data_dir=args.data_dir,
-        data_fraction=args.data_fraction,
-        seed=args.seed,
-        validation_split=args.validation_split,
         steps_per_epoch=args.steps_per_epoch,
         checkpoint_every=args.checkpoint_every,
     )
@@ -187,7 +209,7 @@ def _train_distributed(args) -> str:
 
 
 def _launch(args) -> str:
-    from cnnlearn import launch
+    from cnnlearn.distribute import launch
 
     command = args.command[1:] if args.command[:1] == ["--"] else args.command
     output = args.output
@@ -195,7 +217,7 @@ def _launch(args) -> str:
         output = command[command.index("--output") + 1]
     if output is None:
         raise ValueError("launch needs --output, or a command with --output")
-    result = launch.launch(
+    result = launch.launch_workers(
         command, args.workers, timeout=args.timeout, output_dir=output
     )
     if not result.ok:
@@ -205,14 +227,14 @@ def _launch(args) -> str:
 
 
 def _book(args) -> str:
-    from cnnlearn import runner
+    from cnnlearn import book
 
-    summary = runner.run_book(
+    summary = book.run_book(
         args.chapters,
         output_dir=args.output,
         device=args.device,
         precision=args.precision,
-        params=runner.parse_params(args.param),
+        params=book.parse_params(args.param),
         timeout=args.timeout,
     )
     failed = [r["chapter"] for r in summary["chapters"] if not r["ok"]]
@@ -228,22 +250,17 @@ def _tune(args) -> str:
     from cnnlearn import tune
 
     result = tune.run_search(
+        run_config(args),
         args.algorithm,
         directory=args.output,
         max_trials=args.max_trials,
         max_epochs=args.max_epochs,
         epoch_budget=args.epoch_budget,
-        data_fraction=args.data_fraction,
         executions_per_trial=args.executions_per_trial,
-        seed=args.seed,
         param_budget=args.param_budget,
         budget_policy=args.budget_policy,
-        batch_size=args.batch_size,
         final_epochs=args.final_epochs,
         retrain_best=not args.no_retrain,
-        dataset=args.dataset,
-        data_dir=args.data_dir,
-        device=args.device,
     )
     best, final = result.report["best"], result.report["final"]
     test = f" test_accuracy={final['test_accuracy']:.4f}" if final else ""
@@ -261,6 +278,8 @@ def _evaluate(args) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
+    """Run ``cnnlearn`` with ``argv``; the exit status (0 ok, 1 bad input or a
+    failed run, 2 bad arguments)."""
     args = build_parser().parse_args(argv)
     if args.verb != "serve":  # the LiteRT server runs without TensorFlow
         import cnnlearn._tf  # noqa: F401  (after parsing: --help stays instant)
@@ -280,7 +299,7 @@ def main(argv: list[str] | None = None) -> int:
             summary = verb(args)
     except (ValueError, OSError) as exc:  # DataError is a ValueError
         message = " ".join(str(exc).split())  # one line, whatever the source
-        print(f"cnnlearn {args.verb}: error: {message}", file=sys.stderr)
+        say(f"cnnlearn {args.verb}: error: {message}")
         return 1
     print(summary)
     return 0

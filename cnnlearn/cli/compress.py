@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-from cnnlearn.cli._args import fraction, positive
+from cnnlearn.cli._args import add_run_arguments, run_config
 
 __all__ = ["add_verb", "compress"]
 
@@ -26,29 +26,26 @@ def add_verb(verbs) -> None:
         choices=["prune", "dynamic", "int8", "float16", "fuse", "distill"],
     )
     compress.add_argument("--sparsity", type=_sparsity, default=0.8, help="prune")
-    compress.add_argument("--epochs", type=positive, default=2, help="prune, distill")
     compress.add_argument("--teacher", help="distill: the teacher's model.keras")
-    compress.add_argument("--dataset", default="mnist")
-    compress.add_argument("--data-dir")
-    compress.add_argument("--data-fraction", type=fraction, default=1.0)
-    compress.add_argument("--seed", type=int, default=0)
     compress.add_argument("--output", required=True, help="output directory")
+    add_run_arguments(
+        compress,
+        skip=("model", "validation_split", "batch_size", "device"),
+        helps={"epochs": "prune, distill: fine-tuning epochs"},
+        epochs=2,
+    )
 
 
 def compress(args) -> str:
-    from cnnlearn.compress.apply import compress_saved
+    from cnnlearn.compress.apply import compress_saved  # see cnnlearn.cli
 
     report = compress_saved(
         args.model,
         args.method,
         args.output,
+        run_config(args),
         sparsity=args.sparsity,
-        epochs=args.epochs,
         teacher_path=args.teacher,
-        dataset=args.dataset,
-        data_dir=args.data_dir,
-        data_fraction=args.data_fraction,
-        seed=args.seed,
     )
     result = report["compressed"]
     return (

@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
-import sys
+from pathlib import Path
 
-from cnnlearn.cli._args import fraction, positive
+from cnnlearn.cli._args import add_run_arguments, positive, run_config
+from cnnlearn.progress import say
 
 __all__ = ["add_verbs", "deploy", "serve"]
 
@@ -35,11 +36,12 @@ def add_verbs(verbs) -> None:
     deploy.add_argument("--model-name", default="mnist")
     deploy.add_argument("--model", help=".keras file; default: train --train-model")
     deploy.add_argument("--train-model", default="seed")
-    deploy.add_argument("--epochs", type=positive, default=1)
-    deploy.add_argument("--dataset", default="mnist")
-    deploy.add_argument("--data-dir")
-    deploy.add_argument("--data-fraction", type=fraction, default=1.0)
-    deploy.add_argument("--seed", type=int, default=0)
+    add_run_arguments(
+        deploy,
+        skip=("model", "validation_split", "batch_size", "device"),
+        helps={"epochs": "--train-model's epochs"},
+        epochs=1,
+    )
     deploy.add_argument("--min-accuracy", type=float, default=0.97)
     deploy.add_argument("--max-size-mb", type=float, default=5.0)
     deploy.add_argument("--compress", choices=["dynamic", "float16", "int8"])
@@ -50,9 +52,7 @@ def add_verbs(verbs) -> None:
 
 
 def serve(args) -> str:
-    from pathlib import Path
-
-    from cnnlearn.deploy import server
+    from cnnlearn.deploy import server  # when it runs: see cnnlearn.cli
 
     models = dict(m.split("=", 1) for m in args.model if "=" in m)
     if len(models) != len(args.model):
@@ -82,19 +82,14 @@ def serve(args) -> str:
 
 
 def deploy(args) -> str:
-    from cnnlearn.deploy import pipeline, server
+    from cnnlearn.deploy import release, server  # when it runs: see cnnlearn.cli
 
-    report = pipeline.deploy(
+    report = release.deploy(
         args.model,
+        run_config(args, model=args.train_model),
         base_path=args.base_path,
         model_name=args.model_name,
         output_dir=args.output,
-        dataset=args.dataset,
-        data_dir=args.data_dir,
-        data_fraction=args.data_fraction,
-        train_model=args.train_model,
-        epochs=args.epochs,
-        seed=args.seed,
         min_accuracy=args.min_accuracy,
         max_size_mb=args.max_size_mb,
         compression=args.compress,
@@ -105,7 +100,7 @@ def deploy(args) -> str:
         f"{args.output}/deploy_report.json"
     )
     if args.serve:
-        print(summary, file=sys.stderr)
+        say(summary)
         server.serve(
             {args.model_name: report["model_dir"]},
             args.backend or "savedmodel",

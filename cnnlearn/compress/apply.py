@@ -7,7 +7,6 @@ test accuracy, latency) beside the same numbers for the uncompressed model.
 
 from __future__ import annotations
 
-import sys
 from pathlib import Path
 
 import cnnlearn._tf  # noqa: F401  (quiet TensorFlow start-up; before Keras)
@@ -16,12 +15,30 @@ import cnnlearn._tf  # noqa: F401  (quiet TensorFlow start-up; before Keras)
 import keras
 import numpy as np
 
+from cnnlearn import train
 from cnnlearn._io import atomic_path, write_json
-from cnnlearn.compress._util import count_nonzero
+from cnnlearn.compress import distill, fuse, prune, quantize
+from cnnlearn.compress.common import count_nonzero
+from cnnlearn.config import RunConfig, RunData, load_data
+from cnnlearn.progress import say
 
-__all__ = ["METHODS", "compress_saved"]
+__all__ = ["DEFAULT_BATCH_SIZE", "DEFAULT_EPOCHS", "METHODS", "compress_saved"]
 
 METHODS = ("prune", "dynamic", "int8", "float16", "fuse", "distill")
+QUANTIZATION = ("dynamic", "int8", "float16")
+#: Fine-tuning epochs (prune, distill) when ``config.epochs`` is None.
+DEFAULT_EPOCHS = 2
+#: Their batch when ``config.batch_size`` is None.
+DEFAULT_BATCH_SIZE = 128
+
+
+def _check_arguments(method: str, sparsity: float, teacher_path) -> None:
+    if method not in METHODS:
+        raise ValueError(f"unknown method {method!r}: expected one of {METHODS}")
+    if not 0.0 <= sparsity < 1.0:
+        raise ValueError(f"sparsity must be in [0, 1), got {sparsity}")
+    if method == "distill" and teacher_path is None:
+        raise ValueError("method 'distill' needs a teacher model (--teacher)")
 
 
 def _load(path: str | Path, what: str) -> keras.Model:
@@ -34,8 +51,6 @@ def _load(path: str | Path, what: str) -> keras.Model:
 
 
 def _measure(model: keras.Model, content: bytes, x, y) -> dict:
-    from cnnlearn.compress import quantize
-
     ev = quantize.evaluate_tflite(content, x, y)
     keep = ("accuracy", "raw_bytes", "gzip_bytes", "latency_ms", "throughput_per_s")
     return {**count_nonzero(model), **{k: ev[k] for k in keep}}
@@ -51,92 +66,131 @@ def _save(path: Path, model: keras.Model) -> None:
         model.save(tmp)
 
 
+def _prune(model, data: RunData, config: RunConfig, sparsity: float):
+    result, _ = prune.prune_model(
+        model,
+        data.x_train,
+        data.y_train,
+        sparsity,
+        epochs=config.epochs or DEFAULT_EPOCHS,
+        batch_size=config.batch_size or DEFAULT_BATCH_SIZE,
+        validation_split=config.validation_split,
+        seed=config.seed,
+        verbose=2,
+    )
+    return result, {"sparsity": prune.sparsity_report(result)}
+
+
+def _fuse(model, data: RunData):
+    result = fuse.fold_batchnorm(model)
+    sample = data.x_test[:500]
+    diff = model.predict(sample, verbose=0) - result.predict(sample, verbose=0)
+    return result, {
+        "max_abs_diff": float(np.abs(diff).max()),
+        "layers": {"before": len(model.layers), "after": len(result.layers)},
+    }
+
+
+def _distill(model, teacher, teacher_path, data: RunData, config: RunConfig):
+    distiller = distill.Distiller(model, teacher)
+    train.fit(
+        distiller,
+        data.x_train,
+        data.y_train,
+        epochs=config.epochs or DEFAULT_EPOCHS,
+        batch_size=config.batch_size or DEFAULT_BATCH_SIZE,
+        validation_split=config.validation_split,
+        seed=config.seed,
+        verbose=2,
+    )
+    return distiller.student, {
+        "teacher": str(teacher_path),
+        "teacher_params": int(teacher.count_params()),
+    }
+
+
 def compress_saved(
     model_path: str | Path,
     method: str,
     output_dir: str | Path,
+    config: RunConfig = RunConfig(),  # noqa: B008  (frozen: safe to share)
     *,
     sparsity: float = 0.8,
-    epochs: int = 2,
     teacher_path: str | Path | None = None,
-    dataset: str = "mnist",
-    data_dir: str | Path | None = None,
-    data_fraction: float = 1.0,
-    seed: int = 0,
 ) -> dict:
     """Compress the model saved at ``model_path`` with ``method``; write the results.
 
-    Methods: ``"dynamic"``, ``"int8"``, ``"float16"`` (post-training
-    quantization); ``"prune"`` (``epochs`` of fine-tuning to ``sparsity``);
-    ``"fuse"`` (fold batch norm); ``"distill"`` (train the model at
-    ``model_path`` as a student of ``teacher_path`` for ``epochs``).
+    This is ``cnnlearn compress`` as a function (chapter 6).
 
-    Writes into ``output_dir`` the artifact (``model.tflite`` for quantization,
-    ``model.keras`` plus its float32 ``model.tflite`` otherwise) and
-    ``report.json``; returns the report. Every size, accuracy and latency is
-    measured on the TFLite file with LiteRT on the whole test set, for the
-    baseline (the model as given, float32) and the result.
+    Parameters
+    ----------
+    model_path
+        The ``.keras`` file to compress.
+    method
+        ``"dynamic"``, ``"int8"``, ``"float16"`` (post-training quantization,
+        int8 calibrated on 300 training images); ``"prune"`` (fine-tune to
+        ``sparsity``); ``"fuse"`` (fold batch norm); ``"distill"`` (train the
+        model at ``model_path`` as a student of ``teacher_path``).
+    output_dir
+        Receives the artifact (``model.tflite`` for quantization, ``model.keras``
+        plus its float32 ``model.tflite`` otherwise) and ``report.json``.
+    config
+        The data (:func:`cnnlearn.config.load_data`: ``dataset``, ``data_dir``,
+        ``data_fraction`` of the training set, ``seed``) and, for ``"prune"``
+        and ``"distill"``, the fine-tuning: ``epochs`` (``None``: 2),
+        ``batch_size`` (``None``: 128), ``validation_split``. ``model`` and
+        ``device`` are not used.
+
+    Returns
+    -------
+    dict
+        The report. Every size, accuracy and latency is measured on the TFLite
+        file with LiteRT on the whole test set, for the baseline (the model as
+        given, float32) and the result.
     """
-    from cnnlearn import data, train
-    from cnnlearn.compress import distill, fuse, prune, quantize
-
-    if method not in METHODS:
-        raise ValueError(f"unknown method {method!r}: expected one of {METHODS}")
-    if not 0.0 <= sparsity < 1.0:
-        raise ValueError(f"sparsity must be in [0, 1), got {sparsity}")
-    if method == "distill" and teacher_path is None:
-        raise ValueError("method 'distill' needs a teacher model (--teacher)")
+    _check_arguments(method, sparsity, teacher_path)
     model = _load(model_path, "model")
     teacher = _load(teacher_path, "teacher") if method == "distill" else None
-    (x_train, y_train), (x_test, y_test) = data.load_dataset(dataset, data_dir)
-    x_train, y_train = data.take_fraction(x_train, y_train, data_fraction, seed)
-    x_train, x_test = data.preprocess_images(x_train), data.preprocess_images(x_test)
+    data = load_data(config)
     out = Path(output_dir)
     out.mkdir(parents=True, exist_ok=True)
 
-    print(f"measuring the baseline {model_path}", file=sys.stderr)
-    baseline = _measure(model, quantize.convert(model), x_test, y_test)
+    say(f"measuring the baseline {model_path}")
+    baseline = _measure(model, quantize.convert(model), data.x_test, data.y_test)
+    say(f"compressing: {method}")
     info: dict = {}
-    print(f"compressing: {method}", file=sys.stderr)
-    if method in ("dynamic", "int8", "float16"):
+    if method in QUANTIZATION:
         result = model
-        content = quantize.convert(model, method, x_train[:300])
+        content = quantize.convert(model, method, data.x_train[:300])
     else:
         if method == "prune":
-            result, pruning = prune.prune_model(
-                model, x_train, y_train, sparsity, epochs=epochs, seed=seed, verbose=2
-            )
-            info["sparsity"] = prune.sparsity_report(result)
+            result, info = _prune(model, data, config, sparsity)
         elif method == "fuse":
-            result = fuse.fold_batchnorm(model)
-            sample = x_test[:500]
-            diff = model.predict(sample, verbose=0) - result.predict(sample, verbose=0)
-            info["max_abs_diff"] = float(np.abs(diff).max())
-            info["layers"] = {"before": len(model.layers), "after": len(result.layers)}
+            result, info = _fuse(model, data)
         else:
-            distiller = distill.Distiller(model, teacher)
-            train.fit(distiller, x_train, y_train, epochs=epochs, batch_size=128,
-                      seed=seed, verbose=2)  # fmt: skip
-            result = distiller.student
-            info["teacher"] = str(teacher_path)
-            info["teacher_params"] = int(teacher.count_params())
+            result, info = _distill(model, teacher, teacher_path, data, config)
         _save(out / "model.keras", result)
         content = quantize.convert(result)
     artifact = out / "model.tflite"
     _write(artifact, content)
-    measured = _measure(result, content, x_test, y_test)
+    measured = _measure(result, content, data.x_test, data.y_test)
     report = {
         "model": str(model_path),
         "method": method,
         "artifact": str(artifact),
         **({"sparsity_target": sparsity} if method == "prune" else {}),
-        **({"epochs": epochs} if method in ("prune", "distill") else {}),
+        **(
+            {"epochs": config.epochs or DEFAULT_EPOCHS}
+            if method in ("prune", "distill")
+            else {}
+        ),
         "baseline": baseline,
         "compressed": measured,
         "gzip_ratio": baseline["gzip_bytes"] / measured["gzip_bytes"],
         "accuracy_change": measured["accuracy"] - baseline["accuracy"],
-        "dataset": dataset,
-        "seed": seed,
+        "dataset": config.dataset,
+        "seed": config.seed,
+        "config": config.to_dict(),
         "versions": train.versions(),
         **info,
     }

@@ -24,12 +24,14 @@ import cnnlearn._tf  # noqa: F401  (quiet TensorFlow start-up; before Keras)
 # isort: split
 import keras
 import numpy as np
+from ai_edge_litert import schema_py_generated as schema
 from keras import layers
 
-from cnnlearn.compress._util import read_bytes
+from cnnlearn.compress.common import read_bytes
 
 __all__ = [
     "INFERENCE_IDENTITY",
+    "count_ops",
     "fold_batchnorm",
     "keras_ops",
     "recalibrate_batchnorm",
@@ -189,12 +191,6 @@ def keras_ops(model: keras.Model) -> list[str]:
     return ops
 
 
-def _schema():
-    from ai_edge_litert import schema_py_generated as schema
-
-    return schema
-
-
 def tflite_ops(model: str | os.PathLike | bytes, fused: bool = True) -> list[str]:
     """The ops in a TFLite flatbuffer's main graph, in execution order.
 
@@ -202,7 +198,6 @@ def tflite_ops(model: str | os.PathLike | bytes, fused: bool = True) -> list[str
     ``"CONV_2D+RELU"``: the converter's own fusion of Conv2D and ReLU.
     ``collections.Counter(tflite_ops(b))`` counts them. Used in chapter 6.
     """
-    schema = _schema()
     buffer = read_bytes(model)
     flat = schema.Model.GetRootAsModel(buffer, 0)
     names = {
@@ -247,6 +242,3 @@ def tflite_ops(model: str | os.PathLike | bytes, fused: bool = True) -> list[str
 def count_ops(model: str | os.PathLike | bytes) -> dict[str, int]:
     """``{op name: count}`` for a TFLite flatbuffer (see :func:`tflite_ops`)."""
     return dict(Counter(tflite_ops(model)))
-
-
-__all__ += ["count_ops"]

@@ -2,12 +2,14 @@
 
 The weights with the smallest absolute value matter least; pruning sets them to
 zero and keeps them there while the rest of the network fine-tunes around the
-gap. A :class:`PruningSchedule` says *when* masks are recomputed and *how many*
-weights each holds at that step (same semantics as tensorflow-model-optimization:
-``begin_step``, ``end_step``, ``frequency``, initial and final sparsity); the
-:class:`MagnitudePruning` callback recomputes the masks on schedule and re-applies
-them after every training step. :func:`strip` returns a plain model to export,
-:func:`sparsity_report` says what each layer holds.
+gap. A schedule (:mod:`cnnlearn.compress.schedules`) says *when* masks are
+recomputed and *how many* weights each holds at that step (same semantics as
+tensorflow-model-optimization: ``begin_step``, ``end_step``, ``frequency``,
+initial and final sparsity); the :class:`MagnitudePruning` callback recomputes
+the masks on schedule (:meth:`~MagnitudePruning.update_masks`, with
+:func:`magnitude_mask`) and re-applies them before and after every training
+step (:meth:`~MagnitudePruning.apply_masks`). :func:`strip` returns a plain
+model to export, :func:`sparsity_report` says what each layer holds.
 
 Unlike tfmot, a schedule that can never reach its target during the run it is
 given (``frequency=100`` on a short run, ``end_step`` past the last step) raises
@@ -24,7 +26,8 @@ import cnnlearn._tf  # noqa: F401  (quiet TensorFlow start-up; before Keras)
 import keras
 import numpy as np
 
-from cnnlearn.compress._util import copy_model
+from cnnlearn import train
+from cnnlearn.compress.common import copy_model
 from cnnlearn.compress.schedules import (
     ConstantSparsity,
     PolynomialDecay,
@@ -35,14 +38,12 @@ from cnnlearn.compress.schedules import (
 
 __all__ = [
     "FIT_PLAN",
-    "ConstantSparsity",
     "MagnitudePruning",
-    "PolynomialDecay",
-    "PruningSchedule",
     "is_m_by_n_sparse",
     "m_by_n_mask",
     "magnitude_mask",
     "prunable_layers",
+    "prune_model",
     "sparsity_report",
     "strip",
 ]
@@ -193,7 +194,16 @@ class MagnitudePruning(keras.callbacks.Callback):
         self._tensors[name] = keras.ops.convert_to_tensor(mask, dtype="float32")
 
     def on_train_batch_begin(self, batch, logs=None):
-        step = self._steps
+        self.update_masks(self._steps)
+        self.apply_masks()
+
+    def on_train_batch_end(self, batch, logs=None):
+        self.apply_masks()
+        self._steps += 1
+
+    def update_masks(self, step: int) -> None:
+        """Recompute the mask of every layer whose schedule prunes at ``step``,
+        from the kernel's current magnitudes (or its n:m groups)."""
         for name, (layer, schedule) in self._layers.items():
             if schedule.should_prune(step):
                 kernel = np.asarray(layer.kernel.numpy())
@@ -202,13 +212,9 @@ class MagnitudePruning(keras.callbacks.Callback):
                 else:
                     mask = magnitude_mask(kernel, schedule.sparsity(step))
                 self._set_mask(name, mask)
-        self._apply()
 
-    def on_train_batch_end(self, batch, logs=None):
-        self._apply()
-        self._steps += 1
-
-    def _apply(self) -> None:
+    def apply_masks(self) -> None:
+        """Multiply every pruned kernel by its mask, ``w ← w ⊙ m``."""
         for name, (layer, _) in self._layers.items():
             kernel = layer.kernel
             kernel.assign(keras.ops.multiply(kernel.value, self._tensors[name]))
@@ -294,8 +300,6 @@ def prune_model(
     (:func:`cnnlearn.train.fit`); the returned model is :func:`strip`'s copy.
     Used in chapter 6 and by ``cnnlearn compress --method prune``.
     """
-    from cnnlearn import train
-
     n_train = len(x) - (
         int(round(len(x) * validation_split)) if validation_split else 0
     )
@@ -335,6 +339,3 @@ def prune_model(
         plan=FIT_PLAN,
     )
     return strip(model, pruning), pruning
-
-
-__all__ += ["prune_model", "ramp_end_step"]

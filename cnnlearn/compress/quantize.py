@@ -3,13 +3,9 @@
 :func:`convert` turns a Keras 3 model into a TFLite flatbuffer in one of four
 modes; :func:`evaluate_tflite` runs a flatbuffer on a whole test set with the
 LiteRT interpreter (``ai_edge_litert``, not TensorFlow) and measures accuracy,
-latency per image at batch 1 and throughput at batch 64. The affine
-quantization helpers show the arithmetic the int8 kernels use::
-
-    q = clip(round(x / scale) + zero_point, -128, 127)
-    x ≈ scale * (q - zero_point)
-
-Chapter 8 exports its TFLite models through :func:`convert`.
+latency per image at batch 1 and throughput at batch 64. The arithmetic the
+int8 kernels use is in :mod:`cnnlearn.compress.affine`. Chapter 8 exports its
+TFLite models through :func:`convert`.
 """
 
 from __future__ import annotations
@@ -23,25 +19,16 @@ import cnnlearn._tf  # noqa: F401  (quiet TensorFlow start-up; before Keras)
 # isort: split
 import keras
 import numpy as np
+from ai_edge_litert.interpreter import Interpreter
 
-from cnnlearn.compress._util import (
-    dequantize,
-    from_output_tensor,
-    quantize_array,
-    quiet,
-    read_bytes,
-    size_report,
-    to_input_tensor,
-)
+from cnnlearn.compress.affine import from_output_tensor, to_input_tensor
+from cnnlearn.compress.common import quiet, read_bytes, size_report
 
 __all__ = [
     "MODES",
-    "affine_params",
     "convert",
-    "dequantize",
     "evaluate_tflite",
     "predict_tflite",
-    "quantize_array",
     "tensor_details",
 ]
 
@@ -83,7 +70,7 @@ def convert(
         raise ValueError(f"unknown quantization mode {mode!r}: expected one of {MODES}")
     if not isinstance(model, keras.Model):
         raise ValueError(f"expected a keras.Model, got {type(model).__name__}")
-    import tensorflow as tf
+    import tensorflow as tf  # the converter needs TF, whatever the Keras backend
 
     rep = None
     if mode == "int8":
@@ -118,9 +105,7 @@ def convert(
         return bytes(converter.convert())
 
 
-def _interpreter(content: bytes, num_threads: int | None):
-    from ai_edge_litert.interpreter import Interpreter
-
+def _interpreter(content: bytes, num_threads: int | None) -> Interpreter:
     with quiet():  # the XNNPACK banner goes to stderr from C++
         interpreter = Interpreter(model_content=content, num_threads=num_threads)
         interpreter.allocate_tensors()
@@ -284,18 +269,3 @@ def tensor_details(model: str | os.PathLike | bytes) -> list[dict]:
             }
         )
     return rows
-
-
-def affine_params(low: float, high: float, dtype: type = np.int8) -> tuple[float, int]:
-    """Scale and zero point mapping ``[low, high]`` onto ``dtype``'s range.
-
-    The range is first widened to include 0, so that 0.0 (padding, ReLU's
-    output, pruned weights) is represented exactly by ``zero_point``.
-    """
-    info = np.iinfo(dtype)
-    low, high = min(float(low), 0.0), max(float(high), 0.0)
-    if high == low:
-        return 1.0, 0
-    scale = (high - low) / (info.max - info.min)
-    zero_point = int(np.clip(round(info.min - low / scale), info.min, info.max))
-    return scale, zero_point

@@ -103,22 +103,29 @@ def run_peer(
     return report
 
 
-def _gzip_file(path: Path) -> int:
-    return len(gzip.compress(path.read_bytes(), compresslevel=9, mtime=0))
+# The subprocess side. tensorflow, tfmot and tf_keras are imported inside these
+# functions, never at module level: importing tfmot switches a process to
+# tf_keras, and run_peer's caller (a Keras 3 process) imports this module.
 
 
-def _main(directory: Path, config: dict) -> None:  # runs in the subprocess
-    import tensorflow as tf
-    import tensorflow_model_optimization as tfmot
-    import tf_keras
+def _gzip_bytes(content: bytes) -> int:
+    return len(gzip.compress(content, compresslevel=9, mtime=0))
 
-    start = time.perf_counter()
+
+def _load_inputs(directory: Path) -> tuple[tuple, tuple, list[np.ndarray]]:
+    """The train and test sets (scaled to [0, 1]) and the weights run_peer wrote."""
     with np.load(directory / "data.npz") as f:
         x_train = f["x_train"].reshape(-1, 28, 28, 1).astype(np.float32) / 255.0
         x_test = f["x_test"].reshape(-1, 28, 28, 1).astype(np.float32) / 255.0
         y_train, y_test = f["y_train"], f["y_test"]
     with np.load(directory / "weights.npz") as f:
         weights = [f[f"arr_{i}"] for i in range(len(f.files))]
+    return (x_train, y_train), (x_test, y_test), weights
+
+
+def _seed_cnn(weights: list[np.ndarray]):
+    """The seed CNN rebuilt in tf_keras with ``weights``, compiled to evaluate."""
+    import tf_keras
 
     layers = tf_keras.layers
     model = tf_keras.Sequential(
@@ -132,11 +139,18 @@ def _main(directory: Path, config: dict) -> None:  # runs in the subprocess
     )
     model.set_weights(weights)
     model.compile(loss="sparse_categorical_crossentropy", metrics=["accuracy"])
-    accuracy_before = float(model.evaluate(x_test, y_test, verbose=0)[1])
-    before = directory / "before.h5"
-    tf_keras.models.save_model(model, before, include_optimizer=False)
+    return model
 
-    n_train = len(x_train) - int(round(len(x_train) * config["validation_split"]))
+
+def _schedule(config: dict, n_images: int):
+    """tfmot's PolynomialDecay for the run, its end step and the run's steps.
+
+    Without an ``end_step`` the ramp ends on the last pruning step inside the
+    run, so that the target is reached.
+    """
+    import tensorflow_model_optimization as tfmot
+
+    n_train = n_images - int(round(n_images * config["validation_split"]))
     steps = -(-n_train // config["batch_size"]) * config["epochs"]
     end_step = config["end_step"]
     if end_step is None:  # the last pruning step inside the run
@@ -148,6 +162,15 @@ def _main(directory: Path, config: dict) -> None:  # runs in the subprocess
         end_step=end_step,
         frequency=config["frequency"],
     )
+    return schedule, end_step, steps
+
+
+def _prune(model, schedule, train: tuple, config: dict):
+    """Fine-tune ``model`` under tfmot's pruning; return the stripped model."""
+    import tensorflow as tf
+    import tensorflow_model_optimization as tfmot
+    import tf_keras
+
     pruned = tfmot.sparsity.keras.prune_low_magnitude(model, pruning_schedule=schedule)
     pruned.compile(
         optimizer=tf_keras.optimizers.Adam(config["learning_rate"]),
@@ -156,8 +179,7 @@ def _main(directory: Path, config: dict) -> None:  # runs in the subprocess
     )
     tf.random.set_seed(0)
     pruned.fit(
-        x_train,
-        y_train,
+        *train,
         batch_size=config["batch_size"],
         epochs=config["epochs"],
         validation_split=config["validation_split"],
@@ -166,36 +188,72 @@ def _main(directory: Path, config: dict) -> None:  # runs in the subprocess
     )
     stripped = tfmot.sparsity.keras.strip_pruning(pruned)
     stripped.compile(loss="sparse_categorical_crossentropy", metrics=["accuracy"])
-    accuracy = float(stripped.evaluate(x_test, y_test, verbose=0)[1])
-    after = directory / "after.h5"
-    tf_keras.models.save_model(stripped, after, include_optimizer=False)
+    return stripped
 
-    converter = tf.lite.TFLiteConverter.from_keras_model(stripped)
+
+def _h5_gzip(model, path: Path) -> int:
+    """Save ``model`` as ``.h5`` (no optimizer) at ``path``; its gzipped size."""
+    import tf_keras
+
+    tf_keras.models.save_model(model, path, include_optimizer=False)
+    return _gzip_bytes(path.read_bytes())
+
+
+def _dynamic_tflite(model) -> bytes:
+    """The dynamic-range TFLite flatbuffer of a tf_keras model (tfmot's guide)."""
+    import tensorflow as tf
+
+    converter = tf.lite.TFLiteConverter.from_keras_model(model)
     converter.optimizations = [tf.lite.Optimize.DEFAULT]
-    tflite = converter.convert()
+    return converter.convert()
 
+
+def _kernel_sparsity(model) -> dict[str, float]:
     sparsity = {}
-    for layer in stripped.layers:
+    for layer in model.layers:
         if hasattr(layer, "kernel"):
             kernel = layer.kernel.numpy()
             sparsity[layer.name] = 1.0 - np.count_nonzero(kernel) / kernel.size
+    return sparsity
+
+
+def _versions() -> dict[str, str]:
+    import tensorflow as tf
+    import tensorflow_model_optimization as tfmot
+    import tf_keras
+
+    return {
+        "tfmot": tfmot.__version__,
+        "tf_keras": tf_keras.__version__,
+        "tensorflow": tf.__version__,
+    }
+
+
+def _main(directory: Path, config: dict) -> None:  # runs in the subprocess
+    """Prune the seed CNN with tfmot; write ``report.json`` and ``stripped.npz``."""
+    start = time.perf_counter()
+    train, (x_test, y_test), weights = _load_inputs(directory)
+    model = _seed_cnn(weights)
+    accuracy_before = float(model.evaluate(x_test, y_test, verbose=0)[1])
+    h5_gzip_before = _h5_gzip(model, directory / "before.h5")
+    schedule, end_step, steps = _schedule(config, len(train[0]))
+    stripped = _prune(model, schedule, train, config)
+    accuracy = float(stripped.evaluate(x_test, y_test, verbose=0)[1])
+    h5_gzip_after = _h5_gzip(stripped, directory / "after.h5")
+    tflite = _dynamic_tflite(stripped)
     np.savez(directory / "stripped.npz", *stripped.get_weights())
     report = {
-        "layers": sparsity,
+        "layers": _kernel_sparsity(stripped),
         "accuracy_before": accuracy_before,
         "accuracy": accuracy,
-        "h5_gzip_before": _gzip_file(before),
-        "h5_gzip_after": _gzip_file(after),
+        "h5_gzip_before": h5_gzip_before,
+        "h5_gzip_after": h5_gzip_after,
         "tflite_dynamic_raw": len(tflite),
-        "tflite_dynamic_gzip": len(gzip.compress(tflite, compresslevel=9, mtime=0)),
+        "tflite_dynamic_gzip": _gzip_bytes(tflite),
         "steps": steps,
         "end_step": end_step,
         "seconds": time.perf_counter() - start,
-        "versions": {
-            "tfmot": tfmot.__version__,
-            "tf_keras": tf_keras.__version__,
-            "tensorflow": tf.__version__,
-        },
+        "versions": _versions(),
         "config": config,
     }
     (directory / "report.json").write_text(json.dumps(report, indent=2))

@@ -163,7 +163,7 @@ def _check_sums(directory: Path, digests: list[str], files: list[Path]) -> None:
 
 
 def _load_olivetti() -> Faces:
-    from sklearn.datasets import fetch_olivetti_faces
+    from sklearn.datasets import fetch_olivetti_faces  # optional dependency
 
     bunch = fetch_olivetti_faces()
     images = np.round(bunch.images * 255).astype(np.uint8)

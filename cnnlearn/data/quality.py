@@ -262,6 +262,7 @@ def normalization_layer(x_train: np.ndarray):
     are then saved with the model, so serving standardizes exactly as training
     did (chapter 3).
     """
+    # On demand: importing cnnlearn.data loads no TensorFlow.
     import cnnlearn._tf  # noqa: F401  (quiet TensorFlow start-up)
 
     # isort: split

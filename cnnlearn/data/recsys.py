@@ -183,7 +183,7 @@ def load_movielens_100k(cache_dir: str | os.PathLike | None = None) -> Sessions:
     is why the book never ships it. Offline this raises ``OSError``: use
     :func:`simulate_sessions` instead. Used in chapter 9.
     """
-    import keras
+    import keras  # on demand, for its download cache: cnnlearn.data loads no TF
 
     try:
         archive = keras.utils.get_file(

@@ -23,7 +23,7 @@ import numpy as np
 from cnnlearn.data.load import DataError
 
 __all__ = [
-    "LABELS",
+    "SMS_LABELS",
     "SMS_SPAM_URL",
     "Messages",
     "deduplicate",
@@ -32,7 +32,7 @@ __all__ = [
     "split_messages",
 ]
 
-LABELS = ("ham", "spam")  # label index: spam = 1
+SMS_LABELS = ("ham", "spam")  # label index: spam = 1
 SMS_SPAM_URL = "https://archive.ics.uci.edu/static/public/228/sms+spam+collection.zip"
 _FILE = "SMSSpamCollection"
 _SHA256 = "7d039a24a6083ed9ef0f806ebad56bbb976e3aeb8de05669173bfdc4996c239d"
@@ -75,13 +75,13 @@ def parse_sms(content: bytes, source: str = "<bytes>") -> Messages:
                 f"found {len(fields)}: {line[:60]!r}"
             )
         label, message = fields
-        if label not in LABELS:
+        if label not in SMS_LABELS:
             raise DataError(
                 f"{source}: line {number}: unknown label {label!r}, expected one "
-                f"of {LABELS}"
+                f"of {SMS_LABELS}"
             )
         texts.append(message)
-        labels.append(LABELS.index(label))
+        labels.append(SMS_LABELS.index(label))
     return Messages(np.array(texts, dtype=object), np.array(labels, dtype=np.int64))
 
 
@@ -98,7 +98,7 @@ def _find_file(data_dir: str | os.PathLike | None) -> Path | None:
 
 
 def _download() -> tuple[bytes, str]:
-    import keras
+    import keras  # on demand, for its download cache: cnnlearn.data loads no TF
 
     archive = keras.utils.get_file("sms_spam_collection.zip", SMS_SPAM_URL)
     with zipfile.ZipFile(archive) as zf:

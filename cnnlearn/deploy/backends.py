@@ -10,13 +10,15 @@ serving, then swaps, so requests never fail during a switch.
 
 from __future__ import annotations
 
-import logging
+import json
 import threading
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
+from cnnlearn import progress
+from cnnlearn.compress.affine import from_output_tensor, to_input_tensor
 from cnnlearn.deploy.export import METADATA_FILE, TFLITE_FILE, list_versions
 from cnnlearn.deploy.monitor import DriftMonitor
 
@@ -28,7 +30,7 @@ __all__ = [
     "TFLiteBackend",
 ]
 
-log = logging.getLogger("cnnlearn.deploy")
+log = progress.logger("deploy")
 
 
 class TFLiteBackend:
@@ -43,6 +45,7 @@ class TFLiteBackend:
     required_file = TFLITE_FILE
 
     def __init__(self, version_dir: Path, num_threads: int = 1):
+        # Imported here: a SavedModel server never loads LiteRT beside TensorFlow.
         from ai_edge_litert.interpreter import Interpreter
 
         self._interpreter_class = Interpreter
@@ -68,8 +71,6 @@ class TFLiteBackend:
         return found
 
     def predict(self, signature: str, images: np.ndarray) -> np.ndarray:
-        from cnnlearn.compress._util import from_output_tensor, to_input_tensor
-
         x = images
         if signature == "serving_uint8":
             x = images.astype(np.float32) * np.float32(1 / 255)
@@ -92,6 +93,7 @@ class SavedModelBackend:
     required_file = "saved_model.pb"
 
     def __init__(self, version_dir: Path):
+        # TensorFlow only here: the LiteRT server must run without it.
         import cnnlearn._tf  # noqa: F401
 
         # isort: split
@@ -199,8 +201,6 @@ class ModelVersions:
             return True
 
     def _load(self, version: int) -> Loaded:
-        import json
-
         directory = self.base_path / str(version)
         metadata = json.loads((directory / METADATA_FILE).read_text())
         backend = BACKENDS[self.backend](directory)

@@ -14,8 +14,16 @@ import urllib.request
 
 import numpy as np
 
-__all__ = ["ServerError", "drift", "metadata", "predict", "predict_body", "request"]
-__all__ += ["scrape", "status"]
+__all__ = [
+    "ServerError",
+    "drift",
+    "metadata",
+    "predict",
+    "predict_body",
+    "request",
+    "scrape",
+    "status",
+]
 
 
 class ServerError(RuntimeError):
@@ -124,6 +132,7 @@ def metadata(url: str, model: str, version: int | None = None) -> dict:
 
 def scrape(url: str) -> list[tuple[str, dict, float]]:
     """The server's Prometheus metrics as ``(sample name, labels, value)`` rows."""
+    # Only here: the rest of the client needs nothing beyond the standard library.
     from prometheus_client.parser import text_string_to_metric_families
 
     path = f"{url.rstrip('/')}/monitoring/prometheus/metrics"

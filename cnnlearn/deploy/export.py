@@ -33,6 +33,7 @@ Keras model.
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import os
 import shutil
@@ -44,7 +45,7 @@ from pathlib import Path
 import numpy as np
 
 from cnnlearn._io import atomic_path
-from cnnlearn.compress._util import quiet
+from cnnlearn.compress.common import quiet
 from cnnlearn.deploy.monitor import training_statistics
 
 __all__ = [
@@ -129,6 +130,8 @@ def _check_model(model) -> tuple[tuple[int, ...], int]:
 
 
 def _write_saved_model(model, path: Path, image_shape: tuple[int, ...]) -> None:
+    # TensorFlow is imported where it is used: the LiteRT server imports this
+    # module (for its file names) and must run without it.
     import cnnlearn._tf  # noqa: F401
 
     # isort: split
@@ -173,7 +176,7 @@ def tflite_bytes(model, mode: str = "float32", representative_data=None) -> byte
     ``mode`` is ``"float32"``, ``"dynamic"``, ``"float16"`` or ``"int8"``
     (``int8`` needs ``representative_data``: float images in [0, 1]).
     """
-    from cnnlearn.compress.quantize import convert
+    from cnnlearn.compress.quantize import convert  # TensorFlow: see above
 
     with quiet():
         return convert(model, mode=mode, representative_data=representative_data)
@@ -192,8 +195,6 @@ def export_tflite(
 
 
 def _require_tf2onnx() -> None:
-    import importlib.util
-
     if importlib.util.find_spec("tf2onnx") is None:
         raise ImportError(
             "ONNX export needs the tf2onnx package (pip install tf2onnx, or "

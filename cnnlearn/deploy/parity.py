@@ -66,6 +66,10 @@ def parity_check(
     return rows
 
 
+# Each runner imports its own runtime, only when its format is checked:
+# onnxruntime is optional, and this module imports without TensorFlow.
+
+
 def _run_saved_model(path: Path, x: np.ndarray) -> np.ndarray:
     import cnnlearn._tf  # noqa: F401
 

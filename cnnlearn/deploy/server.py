@@ -1,7 +1,9 @@
 """A model server with TensorFlow Serving's REST API (chapter 8).
 
-``create_app`` builds the FastAPI application; ``serve`` runs it with uvicorn on
-a socket it binds itself (127.0.0.1 by default; port 0 picks a free one) and
+``create_app`` wires module-level request handlers (:func:`get_status`,
+:func:`get_metadata`, :func:`predict`), which read the app's
+:class:`ServerState`, to TF Serving's URLs; ``serve`` runs the app with uvicorn
+on a socket it binds itself (127.0.0.1 by default; port 0 picks a free one) and
 writes a ready file with the URL once the models are loaded. A client written
 for this server works unchanged against ``tensorflow/serving``:
 
@@ -29,16 +31,18 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import gc
-import logging
 import os
 import signal
 import socket
 import threading
 import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 import orjson
+import uvicorn
 from fastapi import FastAPI, Request
 from fastapi.responses import Response
 from prometheus_client import (
@@ -51,6 +55,7 @@ from prometheus_client import (
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 from starlette.exceptions import HTTPException
 
+from cnnlearn import progress
 from cnnlearn._io import write_json
 from cnnlearn.deploy.backends import ModelVersions
 from cnnlearn.deploy.protocol import (
@@ -61,12 +66,31 @@ from cnnlearn.deploy.protocol import (
     status_body,
 )
 
-__all__ = ["DEFAULT_MAX_BATCH", "DEFAULT_MAX_BODY_BYTES", "create_app", "serve"]
+__all__ = [
+    "DEFAULT_MAX_BATCH",
+    "DEFAULT_MAX_BODY_BYTES",
+    "ROUTES",
+    "ServerMetrics",
+    "ServerState",
+    "create_app",
+    "find_version",
+    "get_metadata",
+    "get_status",
+    "http_error",
+    "lifespan",
+    "load_models",
+    "poll_forever",
+    "predict",
+    "prometheus_metrics",
+    "read_body",
+    "serve",
+    "server_state",
+]
 
 DEFAULT_MAX_BATCH = 1024
 DEFAULT_MAX_BODY_BYTES = 32 * 1024 * 1024  # a 1024-image float batch is ~12 MB
 LATENCY_BUCKETS = (0.0005, 0.001, 0.002, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1.0)
-log = logging.getLogger("cnnlearn.deploy")
+log = progress.logger("deploy")
 
 
 def _json(obj, status: int = 200, headers: dict | None = None) -> Response:
@@ -74,7 +98,7 @@ def _json(obj, status: int = 200, headers: dict | None = None) -> Response:
     return Response(body, status, headers, media_type="application/json")
 
 
-class _Metrics:
+class ServerMetrics:
     """The server's Prometheus metrics, in a registry of its own."""
 
     def __init__(self, models: dict[str, ModelVersions]):
@@ -158,6 +182,200 @@ class _Metrics:
         return []
 
 
+@dataclass
+class ServerState:
+    """What the request handlers read: the app's ``app.state.server``.
+
+    ``managers`` maps each model name to its :class:`~.backends.ModelVersions`;
+    ``on_ready`` are called once the app accepts connections (``serve`` writes
+    its ready file there).
+    """
+
+    managers: dict[str, ModelVersions]
+    metrics: ServerMetrics
+    max_batch: int = DEFAULT_MAX_BATCH
+    max_body_bytes: int = DEFAULT_MAX_BODY_BYTES
+    poll_seconds: float = 1.0
+    on_ready: list[Callable[[], None]] = field(default_factory=list)
+
+
+def server_state(request: Request) -> ServerState:
+    """The :class:`ServerState` of the app answering ``request``."""
+    return request.app.state.server
+
+
+def find_version(state: ServerState, name: str, version: str | None):
+    """The loaded version of model ``name`` that a URL asks for.
+
+    ``version`` is the URL's ``/versions/{v}`` part, or ``None`` for the one
+    being served. Raises :class:`~.protocol.ServingError`: 400 for a version
+    that is not an integer, 404 for an unknown model or a version not served.
+    """
+    manager = state.managers.get(name)
+    loaded = manager.current if manager else None
+    if version is None:
+        if loaded is None:
+            raise not_found(name)
+        return loaded
+    if not version.isdigit():
+        raise ServingError(400, f"version must be an integer, got {version!r}")
+    if loaded is None or loaded.version != int(version):
+        raise not_found(name, int(version))
+    return loaded
+
+
+# The handlers are plain Starlette endpoints (no FastAPI dependency solving on
+# the hot path); create_app wires them to TF Serving's URLs.
+
+
+async def get_status(request: Request) -> Response:
+    """``GET /v1/models/{name}[/versions/{v}]``: the served version's status."""
+    name, version = _path(request)
+    try:
+        loaded = find_version(server_state(request), name, version)
+    except ServingError as exc:
+        return _json({"error": exc.message}, exc.status)
+    return _json(status_body([loaded.version]))
+
+
+async def get_metadata(request: Request) -> Response:
+    """``GET /v1/models/{name}[/versions/{v}]/metadata``: the signature defs."""
+    name, version = _path(request)
+    try:
+        loaded = find_version(server_state(request), name, version)
+    except ServingError as exc:
+        return _json({"error": exc.message}, exc.status)
+    return _json(metadata_body(name, loaded.version, loaded.metadata["signatures"]))
+
+
+async def read_body(request: Request, max_bytes: int) -> bytes:
+    """The request body, refused with 413 once over ``max_bytes`` (whether the
+    client declared its length or sends it chunked)."""
+    length = request.headers.get("content-length")
+    if length is not None and int(length) > max_bytes:
+        raise ServingError(413, f"body over {max_bytes} bytes")
+    chunks, size = [], 0
+    async for chunk in request.stream():
+        chunks.append(chunk)
+        size += len(chunk)
+        if size > max_bytes:
+            raise ServingError(413, f"body over {max_bytes} bytes")
+    return b"".join(chunks)
+
+
+async def predict(request: Request) -> Response:
+    """``POST /v1/models/{name}[/versions/{v}]:predict``: probabilities.
+
+    Reads the body (bounded), finds the version, parses ``instances`` or
+    ``inputs`` against its signatures (:func:`~.protocol.read_predict`), runs
+    the backend, feeds the drift monitor and the class counts, and answers in
+    the request's format with an ``x-model-version`` header. Every answer,
+    error or not, is counted and timed in the metrics.
+    """
+    start = time.perf_counter()
+    state = server_state(request)
+    name, version = _path(request)
+    served = ""
+    try:
+        body = await read_body(request, state.max_body_bytes)
+        loaded = find_version(state, name, version)
+        served = str(loaded.version)
+        parsed = read_predict(body, loaded.metadata["signatures"], state.max_batch)
+        probabilities = loaded.backend.predict(parsed.signature, parsed.images)
+        if loaded.monitor is not None:
+            loaded.monitor.update(parsed.images)
+        state.metrics.count_predictions(name, probabilities)
+        response = _json(
+            {parsed.key: probabilities}, headers={"x-model-version": served}
+        )
+    except ServingError as exc:
+        response = _json({"error": exc.message}, exc.status)
+    except ValueError as exc:  # e.g. a bad Content-Length
+        response = _json({"error": str(exc)}, 400)
+    except Exception as exc:  # a backend failure: answer, log, keep serving
+        log.exception("%s: prediction failed", name)
+        response = _json({"error": f"Internal error: {type(exc).__name__}"}, 500)
+    elapsed = time.perf_counter() - start
+    state.metrics.record(name, served, response.status_code, elapsed)
+    return response
+
+
+def prometheus_metrics(request: Request) -> Response:
+    """``GET /monitoring/prometheus/metrics``: the metrics in Prometheus' text
+    format (run in a worker thread: computing the drift gauges takes a while)."""
+    text = generate_latest(server_state(request).metrics.registry)
+    return Response(text, media_type=CONTENT_TYPE_LATEST)
+
+
+async def http_error(request: Request, exc: HTTPException) -> Response:
+    """Unknown paths and wrong methods, as ``{"error": ...}`` like the rest."""
+    return _json({"error": f"Malformed request: {exc.detail}"}, exc.status_code)
+
+
+async def poll_forever(state: ServerState) -> None:
+    """Scan every model's base path for new versions every ``poll_seconds``.
+
+    Loading runs in a thread, so the event loop keeps serving meanwhile; a
+    failed poll is logged and the next one tries again.
+    """
+    while True:
+        await asyncio.sleep(state.poll_seconds)
+        for manager in state.managers.values():
+            try:
+                await asyncio.to_thread(manager.poll)
+            except Exception as exc:  # keep polling whatever happens
+                log.error("%s: poll failed: %s", manager.name, exc)
+
+
+@contextlib.asynccontextmanager
+async def lifespan(app: FastAPI):
+    """While the app runs: poll for versions, and call ``on_ready`` once."""
+    state: ServerState = app.state.server
+    task = asyncio.create_task(poll_forever(state))
+    for callback in state.on_ready:  # e.g. serve() writes its ready file
+        callback()
+    try:
+        yield
+    finally:
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
+
+
+ROUTES = (
+    ("/v1/models/{name}", get_status, "GET"),
+    ("/v1/models/{name}/versions/{version}", get_status, "GET"),
+    ("/v1/models/{name}/metadata", get_metadata, "GET"),
+    ("/v1/models/{name}/versions/{version}/metadata", get_metadata, "GET"),
+    ("/v1/models/{name}:predict", predict, "POST"),
+    ("/v1/models/{name}/versions/{version}:predict", predict, "POST"),
+)
+
+
+def load_models(
+    models: dict[str, str | Path],
+    backend: str,
+    pinned: dict[str, int] | None,
+    drift_window: int,
+) -> dict[str, ModelVersions]:
+    """One :class:`~.backends.ModelVersions` per model, its versions present
+    now loaded. Raises :class:`FileNotFoundError` for a missing base path and
+    :class:`ValueError` for a pinned model that is not served."""
+    pinned = pinned or {}
+    unknown = set(pinned) - set(models)
+    if unknown:
+        raise ValueError(f"pinned models {sorted(unknown)} are not served")
+    managers = {
+        name: ModelVersions(name, path, backend, pinned.get(name), drift_window)
+        for name, path in models.items()
+    }
+    for manager in managers.values():
+        if not manager.base_path.is_dir():
+            raise FileNotFoundError(f"model base path {manager.base_path} not found")
+        manager.poll()
+    return managers
+
+
 def create_app(
     models: dict[str, str | Path],
     backend: str = "tflite",
@@ -188,48 +406,15 @@ def create_app(
         Images in each model's drift window.
 
     The versions present now are loaded before this returns; a model with no
-    loadable version yet is served as 404 until one appears.
+    loadable version yet is served as 404 until one appears. The handlers
+    (:func:`predict`, :func:`get_status`, ...) read the app's
+    :class:`ServerState` from ``app.state.server``.
     """
     if not models:
         raise ValueError("no models to serve: expected {name: base_path}")
     if max_batch < 1 or max_body_bytes < 1:
         raise ValueError(f"max_batch, max_body_bytes must be >= 1: {max_batch}")
-    pinned = pinned or {}
-    unknown = set(pinned) - set(models)
-    if unknown:
-        raise ValueError(f"pinned models {sorted(unknown)} are not served")
-    managers = {
-        name: ModelVersions(name, path, backend, pinned.get(name), drift_window)
-        for name, path in models.items()
-    }
-    for manager in managers.values():
-        if not manager.base_path.is_dir():
-            raise FileNotFoundError(f"model base path {manager.base_path} not found")
-        manager.poll()
-    metrics = _Metrics(managers)
-
-    async def poll_forever():
-        while True:
-            await asyncio.sleep(poll_seconds)
-            for manager in managers.values():
-                try:
-                    # Loading runs in a thread: the event loop keeps serving.
-                    await asyncio.to_thread(manager.poll)
-                except Exception as exc:  # keep polling whatever happens
-                    log.error("%s: poll failed: %s", manager.name, exc)
-
-    @contextlib.asynccontextmanager
-    async def lifespan(app):
-        task = asyncio.create_task(poll_forever())
-        for callback in app.state.on_ready:  # e.g. serve() writes its ready file
-            callback()
-        try:
-            yield
-        finally:
-            task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
-
+    managers = load_models(models, backend, pinned, drift_window)
     app = FastAPI(
         title="cnnlearn model server",
         lifespan=lifespan,
@@ -237,95 +422,15 @@ def create_app(
         redoc_url=None,
         openapi_url=None,
     )
-    app.state.managers = managers
-    app.state.metrics = metrics
-    app.state.on_ready = []
-
-    @app.exception_handler(HTTPException)
-    async def http_error(request, exc):  # unknown paths, wrong methods
-        return _json({"error": f"Malformed request: {exc.detail}"}, exc.status_code)
-
-    def lookup(name: str, version: str | None):
-        manager = managers.get(name)
-        loaded = manager.current if manager else None
-        if version is None:
-            if loaded is None:
-                raise not_found(name)
-            return loaded
-        if not version.isdigit():
-            raise ServingError(400, f"version must be an integer, got {version!r}")
-        if loaded is None or loaded.version != int(version):
-            raise not_found(name, int(version))
-        return loaded
-
-    # Plain Starlette routes (no FastAPI dependency solving on the hot path).
-    async def get_status(request: Request):
-        name, version = _path(request)
-        try:
-            return _json(status_body([lookup(name, version).version]))
-        except ServingError as exc:
-            return _json({"error": exc.message}, exc.status)
-
-    async def get_metadata(request: Request):
-        name, version = _path(request)
-        try:
-            loaded = lookup(name, version)
-        except ServingError as exc:
-            return _json({"error": exc.message}, exc.status)
-        return _json(metadata_body(name, loaded.version, loaded.metadata["signatures"]))
-
-    async def predict(request: Request):
-        start = time.perf_counter()
-        name, version = _path(request)
-        served = ""
-        try:
-            length = request.headers.get("content-length")
-            if length is not None and int(length) > max_body_bytes:
-                raise ServingError(413, f"body over {max_body_bytes} bytes")
-            chunks, size = [], 0
-            async for chunk in request.stream():  # also bounds chunked bodies
-                chunks.append(chunk)
-                size += len(chunk)
-                if size > max_body_bytes:
-                    raise ServingError(413, f"body over {max_body_bytes} bytes")
-            body = b"".join(chunks)
-            loaded = lookup(name, version)
-            served = str(loaded.version)
-            signatures = loaded.metadata["signatures"]
-            parsed = read_predict(body, signatures, max_batch)
-            probabilities = loaded.backend.predict(parsed.signature, parsed.images)
-            if loaded.monitor is not None:
-                loaded.monitor.update(parsed.images)
-            metrics.count_predictions(name, probabilities)
-            response = _json(
-                {parsed.key: probabilities}, headers={"x-model-version": served}
-            )
-        except ServingError as exc:
-            response = _json({"error": exc.message}, exc.status)
-        except ValueError as exc:  # e.g. a bad Content-Length
-            response = _json({"error": str(exc)}, 400)
-        except Exception as exc:  # a backend failure: answer, log, keep serving
-            log.exception("%s: prediction failed", name)
-            response = _json({"error": f"Internal error: {type(exc).__name__}"}, 500)
-        metrics.record(name, served, response.status_code, time.perf_counter() - start)
-        return response
-
-    routes = [
-        ("/v1/models/{name}", get_status, "GET"),
-        ("/v1/models/{name}/versions/{version}", get_status, "GET"),
-        ("/v1/models/{name}/metadata", get_metadata, "GET"),
-        ("/v1/models/{name}/versions/{version}/metadata", get_metadata, "GET"),
-        ("/v1/models/{name}:predict", predict, "POST"),
-        ("/v1/models/{name}/versions/{version}:predict", predict, "POST"),
-    ]
-    for path, endpoint, method in routes:
+    app.state.server = ServerState(
+        managers, ServerMetrics(managers), max_batch, max_body_bytes, poll_seconds
+    )
+    app.add_exception_handler(HTTPException, http_error)
+    for path, endpoint, method in ROUTES:
         app.router.add_route(path, endpoint, methods=[method])
-
-    @app.get("/monitoring/prometheus/metrics")
-    def prometheus_metrics():
-        text = generate_latest(metrics.registry)
-        return Response(text, media_type=CONTENT_TYPE_LATEST)
-
+    app.add_api_route(
+        "/monitoring/prometheus/metrics", prometheus_metrics, methods=["GET"]
+    )
     return app
 
 
@@ -369,8 +474,6 @@ def serve(
     and framework each time was the server's worst tail latency. Used by
     ``cnnlearn serve`` and chapter 8.
     """
-    import uvicorn
-
     app = create_app(models, backend, **app_kwargs)
     if freeze_gc:  # see the docstring; measured in benchmarks/serving.py
         gc.collect()
@@ -387,12 +490,12 @@ def serve(
                 "base_path": str(m.base_path),
                 "version": m.current.version if m.current else None,
             }
-            for name, m in app.state.managers.items()
+            for name, m in app.state.server.managers.items()
         }
         info = {"url": url, "host": host, "port": bound_port, "pid": os.getpid()}
         write_json(ready_file, {**info, "backend": backend, "models": served})
 
-    app.state.on_ready.append(ready)
+    app.state.server.on_ready.append(ready)
     config = uvicorn.Config(
         app,
         loop="uvloop",

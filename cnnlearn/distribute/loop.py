@@ -1,4 +1,18 @@
-"""The custom training loop that works under every strategy (chapter 5)."""
+"""The custom training loop that works under every strategy (chapter 5).
+
+Keras 3's ``Model.fit`` fails under ``MultiWorkerMirroredStrategy``
+(keras-team/keras#20585), so :func:`distributed_fit` trains with a loop of its
+own, in four parts:
+
+* building: the model, the optimizer and the loop's counters are created inside
+  ``strategy.scope()``, so each replica holds a mirrored copy;
+* the step functions: :func:`train_step` and :func:`test_step` are what one
+  replica computes on its slice of a global batch, and :func:`distributed_step`
+  runs one on every replica and sums its results across replicas and workers;
+* checkpointing: the chief saves the model, the optimizer and the loop's position
+  and resumes a restarted run where it stopped;
+* the epoch loop, :func:`distributed_fit` itself.
+"""
 
 from __future__ import annotations
 
@@ -6,7 +20,6 @@ import json
 import os
 import shutil
 import signal
-import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -19,7 +32,19 @@ import numpy as np
 import tensorflow as tf
 
 from cnnlearn._io import write_json
-from cnnlearn.distribute.strategy import FAULT_ENV, _jit, is_chief, task_info
+from cnnlearn.distribute.strategy import FAULT_ENV, is_chief, resolve_jit, task_info
+from cnnlearn.progress import say
+
+__all__ = [
+    "DistributedHistory",
+    "distributed_fit",
+    "distributed_step",
+    "test_step",
+    "train_step",
+]
+
+COUNTERS = ("step", "epoch", "batch")  # where the loop is (int64 variables)
+SUMS = ("loss_sum", "correct", "seen")  # the epoch's metric sums (float64)
 
 
 class DistributedHistory(dict):
@@ -36,23 +61,291 @@ class DistributedHistory(dict):
     replicas: int = 1
 
 
-def _dataset_epoch(x, y, global_batch: int, seed: int, epoch: int) -> tf.data.Dataset:
-    """One epoch of global batches in an order fixed by ``(seed, epoch)``, so a
-    restarted run sees the same batches as the run it resumes."""
-    order = np.random.default_rng([seed, epoch]).permutation(len(x))
-    ds = tf.data.Dataset.from_tensor_slices((x[order], y[order]))
-    return ds.batch(global_batch, drop_remainder=True)
+# --------------------------------------------------------------------------- #
+# The step functions
+# --------------------------------------------------------------------------- #
+def train_step(
+    model: keras.Model,
+    optimizer: keras.optimizers.Optimizer,
+    inputs: tuple[tf.Tensor, tf.Tensor],
+    global_batch_size: int,
+) -> tuple[tf.Tensor, tf.Tensor]:
+    """One replica's training step on its slice of a global batch.
+
+    Each replica divides its per-example losses by the *global* batch size, so
+    the sum of the replicas' gradients, which the strategy all-reduces inside
+    ``optimizer.apply``, is the gradient of the mean loss over the whole global
+    batch (section 5.1). Returns the slice's summed loss and its number of
+    correct predictions, for the epoch's metrics. Used in chapter 5.
+    """
+    images, labels = inputs
+    with tf.GradientTape() as tape:
+        probs = model(images, training=True)
+        per_example = keras.losses.sparse_categorical_crossentropy(
+            labels, tf.cast(probs, tf.float32)
+        )
+        loss = tf.nn.compute_average_loss(
+            per_example, global_batch_size=global_batch_size
+        )
+        if model.losses:
+            loss += tf.nn.scale_regularization_loss(tf.add_n(model.losses))
+        scaled = optimizer.scale_loss(loss)  # float16: up here, down in apply()
+    grads = tape.gradient(scaled, model.trainable_variables)
+    optimizer.apply(grads, model.trainable_variables)
+    correct = tf.equal(
+        tf.argmax(probs, -1, output_type=tf.int64), tf.cast(labels, tf.int64)
+    )
+    return (
+        tf.reduce_sum(tf.cast(per_example, tf.float64)),
+        tf.reduce_sum(tf.cast(correct, tf.float64)),
+    )
+
+
+def test_step(
+    model: keras.Model, inputs: tuple[tf.Tensor, tf.Tensor]
+) -> tuple[tf.Tensor, tf.Tensor, tf.Tensor]:
+    """One replica's evaluation step: the slice's summed loss, its number of
+    correct predictions and its number of images. Used in chapter 5."""
+    images, labels = inputs
+    probs = tf.cast(model(images, training=False), tf.float32)
+    per_example = keras.losses.sparse_categorical_crossentropy(labels, probs)
+    correct = tf.equal(
+        tf.argmax(probs, -1, output_type=tf.int64), tf.cast(labels, tf.int64)
+    )
+    return (
+        tf.reduce_sum(tf.cast(per_example, tf.float64)),
+        tf.reduce_sum(tf.cast(correct, tf.float64)),
+        tf.cast(tf.size(labels), tf.float64),
+    )
+
+
+def distributed_step(
+    strategy: tf.distribute.Strategy, replica_step: Callable, *, jit: bool = False
+) -> Callable:
+    """``replica_step`` run on every replica of ``strategy`` as one graph.
+
+    ``strategy.run`` calls ``replica_step(inputs)`` on each replica with its
+    slice of the distributed global batch; each of the values it returns is then
+    summed across replicas and workers. With ``jit`` the replica's step is
+    compiled by XLA. Used in chapter 5.
+    """
+    per_replica = (
+        tf.function(replica_step, jit_compile=True, autograph=False)
+        if jit
+        else replica_step
+    )
+
+    @tf.function(jit_compile=False, autograph=False)
+    def step(inputs):
+        results = strategy.run(per_replica, args=(inputs,))
+        return tuple(strategy.reduce("SUM", value, axis=None) for value in results)
+
+    return step
+
+
+# --------------------------------------------------------------------------- #
+# Data, building and checkpointing
+# --------------------------------------------------------------------------- #
+def _check_sizes(epochs: int, global_batch_size: int, replicas: int) -> None:
+    """Refuse an empty run, and a global batch the replicas cannot share."""
+    if epochs < 1 or global_batch_size < 1:
+        raise ValueError(
+            f"epochs and global_batch_size must be >= 1: {epochs}, {global_batch_size}"
+        )
+    if global_batch_size % replicas:
+        raise ValueError(
+            f"global_batch_size {global_batch_size} is not a multiple "
+            f"of the {replicas} replicas"
+        )
+
+
+def _epoch_batches(
+    dataset, global_batch_size: int, steps_per_epoch: int | None, seed: int
+) -> tuple[Callable[[int], tf.data.Dataset], int]:
+    """A function giving epoch ``e``'s global batches, and their number.
+
+    Arrays are shuffled in an order fixed by ``(seed, e)``, so a restarted run
+    sees the same batches as the run it resumes; a dataset is taken as it is.
+    """
+    if isinstance(dataset, tf.data.Dataset):
+        n_batches = steps_per_epoch or int(dataset.cardinality())
+
+        def batches(epoch: int) -> tf.data.Dataset:
+            return dataset.take(n_batches)
+
+    else:
+        x, y = (np.asarray(a) for a in dataset)
+        if len(x) != len(y):
+            raise ValueError(f"x and y differ in length: {len(x)} and {len(y)}")
+        n_batches = len(x) // global_batch_size
+        if steps_per_epoch:
+            n_batches = min(n_batches, steps_per_epoch)
+
+        def batches(epoch: int) -> tf.data.Dataset:
+            order = np.random.default_rng([seed, epoch]).permutation(len(x))
+            ds = tf.data.Dataset.from_tensor_slices((x[order], y[order]))
+            return ds.batch(global_batch_size, drop_remainder=True).take(n_batches)
+
+    if n_batches < 1:
+        raise ValueError(
+            f"an epoch has no full batch of {global_batch_size}; "
+            "pass steps_per_epoch or more data"
+        )
+    return batches, n_batches
+
+
+def _build_in_scope(
+    strategy: tf.distribute.Strategy, model, optimizer, learning_rate
+) -> tuple[keras.Model, keras.optimizers.Optimizer, dict[str, tf.Variable]]:
+    """The model, its optimizer and the loop's variables (:data:`COUNTERS`,
+    :data:`SUMS`), all created inside ``strategy.scope()``."""
+    with strategy.scope():
+        if not isinstance(model, keras.Model):
+            model = model()
+        elif model.weights and not strategy.extended.variable_created_in_scope(
+            model.weights[0].value
+        ):
+            raise ValueError(
+                "the model was built outside strategy.scope(): pass a "
+                "builder function instead"
+            )
+        if optimizer is None:
+            optimizer = keras.optimizers.Adam(learning_rate)
+        elif callable(optimizer) and not isinstance(
+            optimizer, keras.optimizers.Optimizer
+        ):
+            optimizer = optimizer()
+        if keras.mixed_precision.global_policy().name == "mixed_float16":
+            if not isinstance(optimizer, keras.optimizers.LossScaleOptimizer):
+                optimizer = keras.optimizers.LossScaleOptimizer(optimizer)
+        optimizer.build(model.trainable_variables)
+        state = {
+            name: tf.Variable(0, dtype=tf.int64, trainable=False, name=name)
+            for name in COUNTERS
+        }
+        for name in SUMS:
+            state[name] = tf.Variable(0.0, dtype=tf.float64, trainable=False, name=name)
+    return model, optimizer, state
+
+
+class _LoopCheckpoint:
+    """The loop's checkpoints, kept in ``directory`` by the chief.
+
+    The other workers write a scratch copy they delete (every worker must take
+    part in a save). Beside each checkpoint the chief keeps
+    ``history-<step>.json``, the history of the epochs finished by then, so a
+    resumed run still reports every epoch.
+    """
+
+    def __init__(self, directory, objects: dict, chief: bool, worker: int) -> None:
+        self.directory = Path(directory)
+        self.chief = chief
+        self.checkpoint = tf.train.Checkpoint(**objects)
+        write_dir = self.directory / f".worker_{worker}_scratch"
+        if chief:
+            write_dir = self.directory
+            self.directory.mkdir(parents=True, exist_ok=True)
+        self.manager = tf.train.CheckpointManager(
+            self.checkpoint, str(write_dir), max_to_keep=2
+        )
+
+    def restore(self) -> tuple[str, dict] | None:
+        """Restore the latest checkpoint, if there is one: returns its path and
+        the history saved with it (``{}`` if none was)."""
+        latest = tf.train.latest_checkpoint(str(self.directory))
+        if not latest:
+            return None
+        self.checkpoint.restore(latest).assert_existing_objects_matched()
+        saved = self.directory / f"history-{latest.rsplit('-', 1)[-1]}.json"
+        return latest, json.loads(saved.read_text()) if saved.is_file() else {}
+
+    def save(self, step: int, history: dict) -> None:
+        """Checkpoint at ``step``; the chief first writes ``history``."""
+        if self.chief:  # the finished epochs' history, before the checkpoint itself
+            write_json(self.directory / f"history-{step}.json", dict(history))
+        self.manager.save(checkpoint_number=step)
+        if not self.chief:
+            shutil.rmtree(self.manager.directory, ignore_errors=True)
+            return
+        kept = {
+            f"history-{c.rsplit('-', 1)[-1]}.json" for c in self.manager.checkpoints
+        }
+        for old in self.directory.glob("history-*.json"):
+            if old.name not in kept:
+                old.unlink(missing_ok=True)
 
 
 def _fault(step: int, worker: int) -> None:
+    """Kill this worker at ``step`` if :data:`FAULT_ENV` says so (tests, ch. 5)."""
     spec = os.environ.get(FAULT_ENV, "")
     if spec and spec == f"{worker}:{step}":
-        print(
-            f"fault injection: worker {worker} kills itself at step {step}",
-            file=sys.stderr,
-            flush=True,
-        )
+        say(f"fault injection: worker {worker} kills itself at step {step}")
         os.kill(os.getpid(), signal.SIGKILL)
+
+
+# --------------------------------------------------------------------------- #
+# The epoch loop
+# --------------------------------------------------------------------------- #
+def _train_epoch(
+    step: Callable,
+    strategy: tf.distribute.Strategy,
+    batches: tf.data.Dataset,
+    state: dict[str, tf.Variable],
+    *,
+    n_batches: int,
+    global_batch_size: int,
+    worker: int,
+    checkpoint_every: int | None,
+    save: Callable[[], None],
+) -> None:
+    """Train on an epoch's ``n_batches`` from the batch ``state`` is at, adding
+    to its counters and sums; save every ``checkpoint_every`` steps, except
+    after the epoch's last batch (the caller saves the epoch's end)."""
+    first = int(state["batch"].numpy())
+    distributed = strategy.experimental_distribute_dataset(batches.skip(first))
+    for batch, inputs in enumerate(distributed, start=first):
+        _fault(int(state["step"].numpy()), worker)
+        loss_sum, correct = step(inputs)
+        state["step"].assign_add(1)
+        state["batch"].assign(batch + 1)
+        state["loss_sum"].assign_add(loss_sum)
+        state["correct"].assign_add(correct)
+        state["seen"].assign_add(global_batch_size)
+        at, last = int(state["step"].numpy()), batch + 1 == n_batches
+        if checkpoint_every and at % checkpoint_every == 0 and not last:
+            save()
+
+
+def _end_epoch(state: dict[str, tf.Variable], epoch: int) -> dict:
+    """The epoch's ``loss`` and ``accuracy``; the loop moves to the next epoch."""
+    seen = float(state["seen"].numpy())
+    logs = {
+        "loss": float(state["loss_sum"].numpy()) / seen,
+        "accuracy": float(state["correct"].numpy()) / seen,
+    }
+    state["epoch"].assign(epoch + 1)
+    state["batch"].assign(0)
+    for name in SUMS:
+        state[name].assign(0.0)
+    return logs
+
+
+def _validate(step: Callable, strategy, data, global_batch_size: int) -> dict:
+    """``val_loss`` and ``val_accuracy`` over ``data`` with the distributed
+    :func:`test_step` ``step``, the batches sharded across workers."""
+    x, y = data
+    ds = tf.data.Dataset.from_tensor_slices((x, y)).batch(global_batch_size)
+    options = tf.data.Options()
+    options.experimental_distribute.auto_shard_policy = (
+        tf.data.experimental.AutoShardPolicy.DATA
+    )
+    totals = np.zeros(3)
+    for inputs in strategy.experimental_distribute_dataset(ds.with_options(options)):
+        totals += [float(v) for v in step(inputs)]
+    return {
+        "val_loss": float(totals[0] / totals[2]),
+        "val_accuracy": float(totals[1] / totals[2]),
+    }
 
 
 def distributed_fit(
@@ -101,7 +394,8 @@ def distributed_fit(
     seed
         ``keras.utils.set_random_seed`` and the data order.
     jit_compile
-        XLA for the train step; ``"auto"``: on GPU or TPU only.
+        XLA for the train step; ``"auto"``: on GPU or TPU only
+        (:func:`~cnnlearn.distribute.strategy.resolve_jit`).
     verbose
         Log each epoch (the chief only) on stderr.
 
@@ -113,229 +407,59 @@ def distributed_fit(
 
     Used in chapter 5.
     """
-    if epochs < 1 or global_batch_size < 1:
-        raise ValueError(
-            f"epochs and global_batch_size must be >= 1: {epochs}, {global_batch_size}"
-        )
     strategy = strategy or tf.distribute.get_strategy()
-    keras.utils.set_random_seed(seed)
     replicas = strategy.num_replicas_in_sync
-    if global_batch_size % replicas:
-        raise ValueError(
-            f"global_batch_size {global_batch_size} is not a multiple "
-            f"of the {replicas} replicas"
-        )
+    _check_sizes(epochs, global_batch_size, replicas)
+    keras.utils.set_random_seed(seed)
     chief = is_chief(strategy)
     worker = (task_info().get("task") or {}).get("index", 0)
+    batches, n_batches = _epoch_batches(
+        dataset, global_batch_size, steps_per_epoch, seed
+    )
+    model, optimizer, state = _build_in_scope(strategy, model, optimizer, learning_rate)
+    train = distributed_step(
+        strategy,
+        lambda inputs: train_step(model, optimizer, inputs, global_batch_size),
+        jit=resolve_jit(jit_compile, strategy),
+    )
+    test = distributed_step(strategy, lambda inputs: test_step(model, inputs))
 
-    if isinstance(dataset, tf.data.Dataset):
-        x = y = None
-        n_batches = steps_per_epoch or int(dataset.cardinality())
-    else:
-        x, y = (np.asarray(a) for a in dataset)
-        if len(x) != len(y):
-            raise ValueError(f"x and y differ in length: {len(x)} and {len(y)}")
-        n_batches = len(x) // global_batch_size
-        if steps_per_epoch:
-            n_batches = min(n_batches, steps_per_epoch)
-    if n_batches < 1:
-        raise ValueError(
-            f"an epoch has no full batch of {global_batch_size}; "
-            "pass steps_per_epoch or more data"
-        )
-
-    with strategy.scope():
-        if not isinstance(model, keras.Model):
-            model = model()
-        elif model.weights and not strategy.extended.variable_created_in_scope(
-            model.weights[0].value
-        ):
-            raise ValueError(
-                "the model was built outside strategy.scope(): pass a "
-                "builder function instead"
-            )
-        if optimizer is None:
-            opt = keras.optimizers.Adam(learning_rate)
-        else:
-            opt = (
-                optimizer()
-                if callable(optimizer)
-                and not isinstance(optimizer, keras.optimizers.Optimizer)
-                else optimizer
-            )
-        if keras.mixed_precision.global_policy().name == "mixed_float16":
-            if not isinstance(opt, keras.optimizers.LossScaleOptimizer):
-                opt = keras.optimizers.LossScaleOptimizer(opt)
-        opt.build(model.trainable_variables)
-        counters = {
-            name: tf.Variable(0, dtype=tf.int64, trainable=False, name=name)
-            for name in ("step", "epoch", "batch")
-        }
-        sums = {
-            name: tf.Variable(0.0, dtype=tf.float64, trainable=False, name=name)
-            for name in ("loss_sum", "correct", "seen")
-        }
-    loss_fn = keras.losses.SparseCategoricalCrossentropy(reduction=None)
-
-    def replica_step(inputs):
-        images, labels = inputs
-        with tf.GradientTape() as tape:
-            probs = model(images, training=True)
-            per_example = loss_fn(labels, tf.cast(probs, tf.float32))
-            loss = tf.nn.compute_average_loss(
-                per_example, global_batch_size=global_batch_size
-            )
-            if model.losses:
-                loss += tf.nn.scale_regularization_loss(tf.add_n(model.losses))
-            scaled = opt.scale_loss(loss) if hasattr(opt, "scale_loss") else loss
-        grads = tape.gradient(scaled, model.trainable_variables)
-        opt.apply(grads, model.trainable_variables)
-        correct = tf.reduce_sum(
-            tf.cast(
-                tf.equal(
-                    tf.argmax(probs, -1, output_type=tf.int64),
-                    tf.cast(labels, tf.int64),
-                ),
-                tf.float64,
-            )
-        )
-        return tf.reduce_sum(tf.cast(per_example, tf.float64)), correct
-
-    jit = _jit(jit_compile, strategy)
-
-    @tf.function(jit_compile=False, autograph=False)
-    def train_step(inputs):
-        loss_sum, correct = strategy.run(
-            tf.function(replica_step, jit_compile=True, autograph=False)
-            if jit
-            else replica_step,
-            args=(inputs,),
-        )
-        return (
-            strategy.reduce("SUM", loss_sum, axis=None),
-            strategy.reduce("SUM", correct, axis=None),
-        )
-
-    manager = None
     history = DistributedHistory()
+    checkpoint = None
     if checkpoint_dir is not None:
-        ckpt = tf.train.Checkpoint(model=model, optimizer=opt, **counters, **sums)
-        main_dir = Path(checkpoint_dir)
-        write_dir = main_dir if chief else main_dir / f".worker_{worker}_scratch"
-        if chief:
-            main_dir.mkdir(parents=True, exist_ok=True)
-        manager = tf.train.CheckpointManager(ckpt, str(write_dir), max_to_keep=2)
-        latest = tf.train.latest_checkpoint(str(main_dir))
-        if latest:
-            ckpt.restore(latest).assert_existing_objects_matched()
-            saved = main_dir / f"history-{latest.rsplit('-', 1)[-1]}.json"
-            if saved.is_file():
-                history.update(json.loads(saved.read_text()))
-            if chief and verbose:
-                _say(
-                    f"resumed from {latest}: step {int(counters['step'].numpy())}, "
-                    f"epoch {int(counters['epoch'].numpy())}, batch "
-                    f"{int(counters['batch'].numpy())}"
-                )
+        objects = {"model": model, "optimizer": optimizer, **state}
+        checkpoint = _LoopCheckpoint(checkpoint_dir, objects, chief, worker)
+        restored = checkpoint.restore()
+        if restored:
+            history.update(restored[1])
+            at = ", ".join(f"{k} {int(state[k].numpy())}" for k in COUNTERS)
+            say(f"resumed from {restored[0]}: {at}", chief and verbose)
 
-    def save():
-        if manager is None:
-            return
-        step = int(counters["step"].numpy())
-        if chief:  # the finished epochs' history, before the checkpoint itself
-            write_json(main_dir / f"history-{step}.json", dict(history))
-        manager.save(checkpoint_number=step)
-        if chief:
-            kept = {f"history-{c.rsplit('-', 1)[-1]}.json" for c in manager.checkpoints}
-            for old in main_dir.glob("history-*.json"):
-                if old.name not in kept:
-                    old.unlink(missing_ok=True)
-        else:
-            shutil.rmtree(manager.directory, ignore_errors=True)
+    def save() -> None:
+        if checkpoint is not None:
+            checkpoint.save(int(state["step"].numpy()), history)
 
-    history.initial_step = int(counters["step"].numpy())
+    history.initial_step = int(state["step"].numpy())
     history.replicas = replicas
-    for epoch in range(int(counters["epoch"].numpy()), epochs):
+    for epoch in range(int(state["epoch"].numpy()), epochs):
         start = time.perf_counter()
-        first = int(counters["batch"].numpy())
-        if x is not None:
-            ds = _dataset_epoch(x, y, global_batch_size, seed, epoch)
-        else:
-            ds = dataset
-        ds = ds.take(n_batches).skip(first)
-        for batch, inputs in enumerate(
-            strategy.experimental_distribute_dataset(ds), start=first
-        ):
-            _fault(int(counters["step"].numpy()), worker)
-            loss_sum, correct = train_step(inputs)
-            counters["step"].assign_add(1)
-            counters["batch"].assign(batch + 1)
-            sums["loss_sum"].assign_add(loss_sum)
-            sums["correct"].assign_add(correct)
-            sums["seen"].assign_add(global_batch_size)
-            step = int(counters["step"].numpy())
-            last = batch + 1 == n_batches  # saved below, with the epoch's end
-            if checkpoint_every and step % checkpoint_every == 0 and not last:
-                save()
-        seen = float(sums["seen"].numpy())
-        logs = {
-            "loss": float(sums["loss_sum"].numpy()) / seen,
-            "accuracy": float(sums["correct"].numpy()) / seen,
-        }
+        _train_epoch(
+            train, strategy, batches(epoch), state, n_batches=n_batches,
+            global_batch_size=global_batch_size, worker=worker,
+            checkpoint_every=checkpoint_every, save=save,
+        )  # fmt: skip
+        logs = _end_epoch(state, epoch)
         if validation_data is not None:
-            logs.update(_validate(model, strategy, validation_data, global_batch_size))
+            logs.update(_validate(test, strategy, validation_data, global_batch_size))
         logs["seconds"] = time.perf_counter() - start
-        logs["step"] = int(counters["step"].numpy())
+        logs["step"] = int(state["step"].numpy())
         for key, value in logs.items():
             history.setdefault(key, []).append(value)
-        counters["epoch"].assign(epoch + 1)
-        counters["batch"].assign(0)
-        for var in sums.values():
-            var.assign(0.0)
         save()
-        if chief and verbose:
-            shown = " ".join(f"{k}={v:.4f}" for k, v in logs.items() if k != "step")
-            _say(f"epoch {epoch + 1}/{epochs} step {logs['step']} {shown}")
-    history.final_step = int(counters["step"].numpy())
+        shown = " ".join(f"{k}={v:.4f}" for k, v in logs.items() if k != "step")
+        say(
+            f"epoch {epoch + 1}/{epochs} step {logs['step']} {shown}", chief and verbose
+        )
+    history.final_step = int(state["step"].numpy())
     history.model = model
     return history
-
-
-def _validate(model, strategy, data, global_batch_size: int) -> dict:
-    x, y = data
-    ds = tf.data.Dataset.from_tensor_slices((x, y)).batch(global_batch_size)
-    options = tf.data.Options()
-    options.experimental_distribute.auto_shard_policy = (
-        tf.data.experimental.AutoShardPolicy.DATA
-    )
-    ds = ds.with_options(options)
-
-    def replica_eval(inputs):
-        images, labels = inputs
-        probs = tf.cast(model(images, training=False), tf.float32)
-        per_example = keras.losses.sparse_categorical_crossentropy(labels, probs)
-        correct = tf.equal(
-            tf.argmax(probs, -1, output_type=tf.int64), tf.cast(labels, tf.int64)
-        )
-        return (
-            tf.reduce_sum(tf.cast(per_example, tf.float64)),
-            tf.reduce_sum(tf.cast(correct, tf.float64)),
-            tf.cast(tf.size(labels), tf.float64),
-        )
-
-    @tf.function(autograph=False)
-    def eval_step(inputs):
-        out = strategy.run(replica_eval, args=(inputs,))
-        return [strategy.reduce("SUM", v, axis=None) for v in out]
-
-    totals = np.zeros(3)
-    for inputs in strategy.experimental_distribute_dataset(ds):
-        totals += [float(v) for v in eval_step(inputs)]
-    return {
-        "val_loss": float(totals[0] / totals[2]),
-        "val_accuracy": float(totals[1] / totals[2]),
-    }
-
-
-def _say(message: str) -> None:
-    print(message, file=sys.stderr, flush=True)

@@ -8,6 +8,8 @@ import cnnlearn._tf  # noqa: F401  (quiet TensorFlow start-up; before Keras)
 import keras
 import numpy as np
 
+__all__ = ["allreduce_seconds", "predicted_speedup", "scaled_learning_rate"]
+
 
 def scaled_learning_rate(
     base_lr: float,

@@ -13,8 +13,24 @@ import keras
 import tensorflow as tf
 
 from cnnlearn.compute import PRECISIONS
+from cnnlearn.progress import logger
 
-log = logging.getLogger("cnnlearn.distribute")
+__all__ = [
+    "DEVICES",
+    "FAULT_ENV",
+    "STRATEGIES",
+    "choose_strategy",
+    "cluster_size",
+    "get_strategy",
+    "is_chief",
+    "make_strategy",
+    "resolve_jit",
+    "set_global_precision",
+    "task_info",
+    "use_logical_cpus",
+]
+
+log = logger("distribute")
 
 if not os.environ.get("CNNLEARN_VERBOSE"):
     # "Using MirroredStrategy with devices ...", "Collective all_reduce tensors
@@ -71,7 +87,8 @@ def task_info() -> dict:
     return config
 
 
-def _cluster_size(config: dict) -> int:
+def cluster_size(config: dict) -> int:
+    """How many workers (the chief included) a ``TF_CONFIG`` dict names."""
     cluster = config.get("cluster", {})
     return sum(len(cluster.get(kind, [])) for kind in ("chief", "worker"))
 
@@ -119,10 +136,10 @@ def choose_strategy(
         raise ValueError("device='gpu' was asked for, but no GPU is visible")
     if device == "tpu":
         return "tpu", "device='tpu': TPUStrategy through TPUClusterResolver"
-    if multi_worker or _cluster_size(config) > 1:
+    if multi_worker or cluster_size(config) > 1:
         why = (
-            f"TF_CONFIG describes a cluster of {_cluster_size(config)} workers"
-            if _cluster_size(config) > 1
+            f"TF_CONFIG describes a cluster of {cluster_size(config)} workers"
+            if cluster_size(config) > 1
             else "multi_worker=True"
         )
         return "multi_worker", f"{why}: MultiWorkerMirroredStrategy"
@@ -187,7 +204,7 @@ def get_strategy(device: str = "auto", multi_worker: bool = False):
     return strategy
 
 
-def set_precision(precision: str = "float32") -> str:
+def set_global_precision(precision: str = "float32") -> str:
     """Set Keras' global dtype policy; returns its name.
 
     ``mixed_bfloat16`` is faster than float32 on CPUs with AMX or AVX512-BF16
@@ -201,8 +218,10 @@ def set_precision(precision: str = "float32") -> str:
     return precision
 
 
-def _jit(jit_compile: bool | str, strategy) -> bool:
-    if jit_compile == "auto":  # off on CPUs: chapter 5 measures XLA there
+def resolve_jit(jit_compile: bool | str, strategy: tf.distribute.Strategy) -> bool:
+    """Whether the train step is XLA-compiled: ``"auto"`` is on under a TPU
+    strategy or with a GPU, off on CPUs (chapter 5 measures XLA there)."""
+    if jit_compile == "auto":
         return isinstance(strategy, tf.distribute.TPUStrategy) or bool(
             tf.config.list_logical_devices("GPU")
         )

@@ -9,10 +9,19 @@ __all__ = [
     "IntPair",
     "Padding",
     "Pads",
+    "as_float",
+    "as_pair",
+    "check_4d",
+    "check_dout",
+    "col2im",
     "im2col",
     "output_shape",
     "output_size",
+    "padded_shape",
     "same_padding",
+    "unpad",
+    "window_geometry",
+    "window_view",
 ]
 
 
@@ -21,7 +30,8 @@ Padding = str | int | tuple[tuple[int, int], tuple[int, int]]
 Pads = tuple[tuple[int, int], tuple[int, int]]
 
 
-def _pair(value: IntPair, name: str) -> tuple[int, int]:
+def as_pair(value: IntPair, name: str) -> tuple[int, int]:
+    """``(h, w)`` from an int or a pair of ints >= 1; ``name`` goes in the error."""
     pair = (value, value) if np.ndim(value) == 0 else tuple(value)
     if len(pair) != 2 or not all(int(v) == v and v >= 1 for v in pair):
         raise ValueError(f"{name} must be an int >= 1 or a pair of them, got {value}")
@@ -80,16 +90,22 @@ def output_size(
     return (padded - k_eff) // stride + 1
 
 
-def _plan(
+def window_geometry(
     hw: tuple[int, int],
     kernel_size: IntPair,
     stride: IntPair,
     padding: Padding,
     dilation: IntPair,
 ) -> tuple[tuple[int, int], tuple[int, int], Pads, tuple[int, int], tuple[int, int]]:
-    """Kernel, stride, explicit pads, dilation and output (OH, OW), all checked."""
-    kernel, stride = _pair(kernel_size, "kernel_size"), _pair(stride, "stride")
-    dilation = _pair(dilation, "dilation")
+    """Everything a sliding window over an ``hw = (H, W)`` input needs, checked.
+
+    Returns ``(kernel, stride, pads, dilation, (OH, OW))``: the pairs as
+    ``(h, w)``, ``pads`` explicit as ``((top, bottom), (left, right))`` (see
+    :func:`same_padding`) and the output size of :func:`output_size` per axis.
+    Convolution and pooling start with it (chapter 2).
+    """
+    kernel, stride = as_pair(kernel_size, "kernel_size"), as_pair(stride, "stride")
+    dilation = as_pair(dilation, "dilation")
     if isinstance(padding, str) or np.ndim(padding) == 0:
         padding = (padding, padding)
     if len(padding) != 2:
@@ -117,19 +133,33 @@ def output_shape(
     if len(shape) not in (2, 4):
         raise ValueError(f"input_shape must be (H, W) or (N, H, W, C), got {shape}")
     hw = shape if len(shape) == 2 else shape[1:3]
-    out = _plan(hw, kernel_size, stride, padding, dilation)[-1]
+    out = window_geometry(hw, kernel_size, stride, padding, dilation)[-1]
     return out if len(shape) == 2 else (shape[0], *out, shape[3])
 
 
-def _as_4d(x: np.ndarray, name: str = "x") -> np.ndarray:
+def check_4d(x: np.ndarray, name: str = "x") -> np.ndarray:
+    """``x`` as an array, which must be 4-D ``(N, H, W, C)``; ``name`` for the error."""
     x = np.asarray(x)
     if x.ndim != 4:
         raise ValueError(f"{name} must be 4-D (N, H, W, C), got shape {x.shape}")
     return x
 
 
-def _windows(x, kernel, stride, pads, dilation, fill=0.0) -> np.ndarray:
-    """Read-only view ``win[n, i, j, u, v, c] = x_pad[n, i*s + u*d, j*s + v*d, c]``."""
+def window_view(
+    x: np.ndarray,
+    kernel: tuple[int, int],
+    stride: tuple[int, int],
+    pads: Pads,
+    dilation: tuple[int, int],
+    fill: float = 0.0,
+) -> np.ndarray:
+    """Every window of ``x`` at once: ``(N, OH, OW, KH, KW, C)`` (chapter 2).
+
+    ``win[n, i, j, u, v, c] = x_pad[n, i*s + u*d, j*s + v*d, c]``, with ``x_pad``
+    the input padded by ``pads`` cells of ``fill``. A read-only strided view of
+    the padded input (``sliding_window_view``): no window is copied. The
+    arguments are :func:`window_geometry`'s results.
+    """
     (kh, kw), (sh, sw), (dh, dw) = kernel, stride, dilation
     if any(pads[0] + pads[1]):
         x = np.pad(x, ((0, 0), *pads, (0, 0)), constant_values=fill)
@@ -137,11 +167,23 @@ def _windows(x, kernel, stride, pads, dilation, fill=0.0) -> np.ndarray:
     return win[:, ::sh, ::sw, :, ::dh, ::dw].transpose(0, 1, 2, 4, 5, 3)
 
 
-def _col2im(dwin: np.ndarray, padded_shape, stride, dilation) -> np.ndarray:
-    """Adjoint of :func:`_windows`: add every window's gradient back into place."""
+def col2im(
+    dwin: np.ndarray,
+    shape: tuple[int, int, int, int],
+    stride: tuple[int, int],
+    dilation: tuple[int, int],
+) -> np.ndarray:
+    """The adjoint of :func:`window_view`: windows' gradients back into place.
+
+    ``dwin`` holds one gradient per window cell, ``(N, OH, OW, KH, KW, C)``;
+    each is added to the input cell that the window read, so cells shared by
+    overlapping windows sum their gradients. Returns the gradient of the padded
+    input, of ``shape`` (see :func:`padded_shape` and :func:`unpad`). The
+    backward passes of convolution and pooling end with it (chapter 2).
+    """
     n, oh, ow, kh, kw, c = dwin.shape
     (sh, sw), (dh, dw) = stride, dilation
-    dx = np.zeros(padded_shape, dtype=dwin.dtype)
+    dx = np.zeros(shape, dtype=dwin.dtype)
     for u in range(kh):  # one strided slice per kernel tap, all positions at once
         for v in range(kw):
             rows = slice(u * dh, u * dh + sh * (oh - 1) + 1, sh)
@@ -150,12 +192,14 @@ def _col2im(dwin: np.ndarray, padded_shape, stride, dilation) -> np.ndarray:
     return dx
 
 
-def _crop(x_pad: np.ndarray, pads: Pads, hw) -> np.ndarray:
+def unpad(x_pad: np.ndarray, pads: Pads, hw: tuple[int, int]) -> np.ndarray:
+    """The ``hw = (H, W)`` input cells of a padded array: padding cut off."""
     (top, _), (left, _) = pads
     return x_pad[:, top : top + hw[0], left : left + hw[1], :]
 
 
-def _padded_shape(shape, pads: Pads) -> tuple[int, int, int, int]:
+def padded_shape(shape: tuple[int, ...], pads: Pads) -> tuple[int, int, int, int]:
+    """The shape ``(N, H, W, C)`` takes after padding by ``pads``."""
     return (shape[0], shape[1] + sum(pads[0]), shape[2] + sum(pads[1]), shape[3])
 
 
@@ -178,15 +222,21 @@ def im2col(
     so a convolution is ``im2col(x) @ w.reshape(-1, C_out)``. The windows come from
     ``sliding_window_view`` (no loop over positions); only the result is copied.
     """
-    x = _as_4d(x)
-    kernel, stride, pads, dilation, (oh, ow) = _plan(
+    x = check_4d(x)
+    kernel, stride, pads, dilation, (oh, ow) = window_geometry(
         x.shape[1:3], kernel_size, stride, padding, dilation
     )
-    win = _windows(x, kernel, stride, pads, dilation)
+    win = window_view(x, kernel, stride, pads, dilation)
     return win.reshape(x.shape[0], oh, ow, kernel[0] * kernel[1] * x.shape[3])
 
 
-def _check_dout(dout, shape, out_hw) -> np.ndarray:
+def check_dout(
+    dout: np.ndarray, shape: tuple[int, ...], out_hw: tuple[int, int]
+) -> np.ndarray:
+    """``dout`` as an array, checked to be ``(shape[0], *out_hw, shape[3])``.
+
+    The backward passes' check that an output gradient has the output's shape.
+    """
     dout = np.asarray(dout)
     expected = (shape[0], *out_hw, shape[3])
     if dout.shape != expected:
@@ -194,5 +244,6 @@ def _check_dout(dout, shape, out_hw) -> np.ndarray:
     return dout
 
 
-def _float(x: np.ndarray) -> np.ndarray:
+def as_float(x: np.ndarray) -> np.ndarray:
+    """``x`` itself if it holds floats, else converted to float64."""
     return x if np.issubdtype(x.dtype, np.floating) else x.astype(np.float64)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from cnnlearn.ops.geometry import _float
+from cnnlearn.ops.geometry import as_float
 
 __all__ = ["dense", "flatten", "relu", "relu_backward", "softmax"]
 
@@ -22,7 +22,7 @@ def relu_backward(dout: np.ndarray, x: np.ndarray) -> np.ndarray:
 def softmax(x: np.ndarray, axis: int = -1) -> np.ndarray:
     """Softmax along ``axis`` (chapter 2); the maximum is subtracted first, so
     ``exp`` cannot overflow."""
-    x = _float(np.asarray(x))
+    x = as_float(np.asarray(x))
     e = np.exp(x - x.max(axis=axis, keepdims=True))
     return e / e.sum(axis=axis, keepdims=True)
 

@@ -158,7 +158,7 @@ def forward(model: keras.Model, x: np.ndarray, method: str = "im2col") -> np.nda
     ``method`` picks the convolution (see :func:`conv2d`). Computes in ``x``'s
     float dtype (integers become float32).
     """
-    from keras import ops as kops
+    from keras import ops as kops  # here: cnnlearn.ops stays NumPy-only to import
 
     out = np.asarray(x)
     out = out if np.issubdtype(out.dtype, np.floating) else out.astype(np.float32)

@@ -7,29 +7,32 @@ import numpy as np
 from cnnlearn.ops.geometry import (
     IntPair,
     Padding,
-    _as_4d,
-    _check_dout,
-    _col2im,
-    _crop,
-    _float,
-    _padded_shape,
-    _pair,
-    _plan,
-    _windows,
+    as_float,
+    as_pair,
+    check_4d,
+    check_dout,
+    col2im,
+    padded_shape,
+    unpad,
+    window_geometry,
+    window_view,
 )
 
 __all__ = ["avg_pool2d", "avg_pool2d_backward", "max_pool2d", "max_pool2d_backward"]
 
 
-def _pool_plan(shape, pool_size, stride, padding):
-    kernel = _pair(pool_size, "pool_size")
-    return _plan(shape[1:3], kernel, kernel if stride is None else stride, padding, 1)
+def _pool_plan(shape: tuple[int, ...], pool_size, stride, padding):
+    """:func:`window_geometry` of a pooling window; ``stride`` None: the pool size."""
+    kernel = as_pair(pool_size, "pool_size")
+    return window_geometry(
+        shape[1:3], kernel, kernel if stride is None else stride, padding, 1
+    )
 
 
 def _avg_counts(shape, kernel, stride, pads) -> np.ndarray:
     """How many real (unpadded) cells each window holds, shape (1, OH, OW, 1)."""
     ones = np.ones((1, shape[1], shape[2], 1))
-    counts = _windows(ones, kernel, stride, pads, (1, 1)).sum(axis=(3, 4))
+    counts = window_view(ones, kernel, stride, pads, (1, 1)).sum(axis=(3, 4))
     if counts.min() == 0:
         raise ValueError("padding >= pool_size: a window would hold only padding")
     return counts
@@ -46,9 +49,9 @@ def max_pool2d(
     ``stride`` defaults to ``pool_size``. Padded cells count as ``-inf``, so they
     are never the maximum (as in ``tf.nn.max_pool2d``).
     """
-    x = _float(_as_4d(x))
+    x = as_float(check_4d(x))
     kernel, stride, pads, _, _ = _pool_plan(x.shape, pool_size, stride, padding)
-    return _windows(x, kernel, stride, pads, (1, 1), -np.inf).max(axis=(3, 4))
+    return window_view(x, kernel, stride, pads, (1, 1), -np.inf).max(axis=(3, 4))
 
 
 def avg_pool2d(
@@ -62,9 +65,9 @@ def avg_pool2d(
     With padding, the mean is over the real (unpadded) cells of the window only,
     as ``tf.nn.avg_pool2d`` does for ``"SAME"``.
     """
-    x = _float(_as_4d(x))
+    x = as_float(check_4d(x))
     kernel, stride, pads, _, _ = _pool_plan(x.shape, pool_size, stride, padding)
-    sums = _windows(x, kernel, stride, pads, (1, 1)).sum(axis=(3, 4))
+    sums = window_view(x, kernel, stride, pads, (1, 1)).sum(axis=(3, 4))
     return sums / _avg_counts(x.shape, kernel, stride, pads).astype(x.dtype)
 
 
@@ -80,18 +83,18 @@ def max_pool2d_backward(
     Each window's gradient goes entirely to the cell that held its maximum (the
     first one in row-major order on a tie); overlapping windows add up.
     """
-    x = _float(_as_4d(x))
+    x = as_float(check_4d(x))
     kernel, stride, pads, _, out_hw = _pool_plan(x.shape, pool_size, stride, padding)
-    dout = _check_dout(dout, x.shape, out_hw)
-    win = _windows(x, kernel, stride, pads, (1, 1), -np.inf)
+    dout = check_dout(dout, x.shape, out_hw)
+    win = window_view(x, kernel, stride, pads, (1, 1), -np.inf)
     n, oh, ow, kh, kw, c = win.shape
     argmax = win.reshape(n, oh, ow, kh * kw, c).argmax(axis=3)
     is_max = np.arange(kh * kw)[:, None] == argmax[:, :, :, None, :]
     dwin = np.where(is_max, dout[:, :, :, None, :], 0.0)
-    dx_pad = _col2im(
-        dwin.reshape(win.shape), _padded_shape(x.shape, pads), stride, (1, 1)
+    dx_pad = col2im(
+        dwin.reshape(win.shape), padded_shape(x.shape, pads), stride, (1, 1)
     )
-    return _crop(dx_pad, pads, x.shape[1:3])
+    return unpad(dx_pad, pads, x.shape[1:3])
 
 
 def avg_pool2d_backward(
@@ -109,10 +112,10 @@ def avg_pool2d_backward(
     if len(shape) != 4:
         raise ValueError(f"x_shape must be (N, H, W, C), got {shape}")
     kernel, stride, pads, _, out_hw = _pool_plan(shape, pool_size, stride, padding)
-    dout = _float(_check_dout(dout, shape, out_hw))
+    dout = as_float(check_dout(dout, shape, out_hw))
     grads = dout / _avg_counts(shape, kernel, stride, pads).astype(dout.dtype)
     dwin = np.broadcast_to(
         grads[:, :, :, None, None, :], (*grads.shape[:3], *kernel, shape[3])
     )
-    dx_pad = _col2im(dwin, _padded_shape(shape, pads), stride, (1, 1))
-    return _crop(dx_pad, pads, shape[1:3])
+    dx_pad = col2im(dwin, padded_shape(shape, pads), stride, (1, 1))
+    return unpad(dx_pad, pads, shape[1:3])

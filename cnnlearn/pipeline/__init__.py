@@ -7,7 +7,13 @@ damaged TFRecord file without its name (``DataLossError: corrupted record at
 N``), and some truncated ones not at all; :func:`check_shards` names the file.
 """
 
-from cnnlearn.pipeline.arrays import AUGMENTATIONS, augmentation, make_dataset
+from cnnlearn.pipeline.arrays import (
+    AUGMENTATIONS,
+    augmentation,
+    batch_to_float,
+    finish_pipeline,
+    make_dataset,
+)
 from cnnlearn.pipeline.tfrecords import (
     check_shards,
     count_records,
@@ -18,8 +24,10 @@ from cnnlearn.pipeline.tfrecords import (
 __all__ = [
     "AUGMENTATIONS",
     "augmentation",
+    "batch_to_float",
     "check_shards",
     "count_records",
+    "finish_pipeline",
     "make_dataset",
     "tfrecord_dataset",
     "write_tfrecords",

@@ -11,7 +11,13 @@ import keras
 import tensorflow as tf
 from keras import layers
 
-__all__ = ["AUGMENTATIONS", "augmentation", "make_dataset"]
+__all__ = [
+    "AUGMENTATIONS",
+    "augmentation",
+    "batch_to_float",
+    "finish_pipeline",
+    "make_dataset",
+]
 
 AUTOTUNE = tf.data.AUTOTUNE
 AUGMENTATIONS = ("none", "flip", "geometric", "flips")
@@ -50,7 +56,9 @@ def augmentation(kind: str = "geometric", seed: int | None = None) -> keras.Sequ
     return keras.Sequential(stack, name=f"{kind}_augmentation")
 
 
-def _to_float(images: tf.Tensor, labels: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor]:
+def batch_to_float(images: tf.Tensor, labels: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor]:
+    """A batch as the models take it: float32 images in [0, 1] with a channel axis
+    (uint8 divided by 255, floats kept) and int64 labels (chapter 3)."""
     scale = 255.0 if images.dtype == tf.uint8 else 1.0
     images = tf.cast(images, tf.float32) / scale
     if images.shape.rank == 3:
@@ -58,8 +66,18 @@ def _to_float(images: tf.Tensor, labels: tf.Tensor) -> tuple[tf.Tensor, tf.Tenso
     return images, tf.cast(labels, tf.int64)
 
 
-def _finish(ds, training: bool, augment, seed: int | None, prefetch: bool):
-    """Augment (training only), fix determinism, prefetch."""
+def finish_pipeline(
+    ds: tf.data.Dataset,
+    training: bool,
+    augment: str | keras.Layer,
+    seed: int | None,
+    prefetch: bool,
+) -> tf.data.Dataset:
+    """The end both pipelines share: augment, fix determinism, prefetch (ch. 3).
+
+    Augments only when ``training`` (``augment`` as in :func:`make_dataset`);
+    the order is deterministic when seeded or not training.
+    """
     if training and not (isinstance(augment, str) and augment == "none"):
         aug = augmentation(augment, seed) if isinstance(augment, str) else augment
         # Keras' random layers keep their seed state in a variable: parallel
@@ -122,5 +140,5 @@ def make_dataset(
         ds = ds.shuffle(
             shuffle_buffer or len(x), seed=seed, reshuffle_each_iteration=True
         )
-    ds = ds.batch(batch_size).map(_to_float, num_parallel_calls=AUTOTUNE)
-    return _finish(ds, training, augment, seed, prefetch)
+    ds = ds.batch(batch_size).map(batch_to_float, num_parallel_calls=AUTOTUNE)
+    return finish_pipeline(ds, training, augment, seed, prefetch)

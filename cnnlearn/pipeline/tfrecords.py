@@ -25,7 +25,7 @@ import tensorflow as tf
 from cnnlearn import data
 from cnnlearn._io import atomic_path
 from cnnlearn.data import DataError
-from cnnlearn.pipeline.arrays import AUTOTUNE, _finish, _to_float
+from cnnlearn.pipeline.arrays import batch_to_float, finish_pipeline
 
 __all__ = ["check_shards", "count_records", "tfrecord_dataset", "write_tfrecords"]
 
@@ -320,7 +320,7 @@ def tfrecord_dataset(
     ds = ds.interleave(
         read,
         cycle_length=cycle_length,
-        num_parallel_calls=AUTOTUNE,
+        num_parallel_calls=tf.data.AUTOTUNE,
         deterministic=seed is not None or not training,
     )
     if cache:
@@ -331,5 +331,5 @@ def tfrecord_dataset(
     if records is not None:  # Keras can then show the steps per epoch
         steps = -(-records // batch_size)
         ds = ds.apply(tf.data.experimental.assert_cardinality(steps))
-    ds = ds.map(_to_float, num_parallel_calls=AUTOTUNE)
-    return _finish(ds, training, augment, seed, prefetch)
+    ds = ds.map(batch_to_float, num_parallel_calls=tf.data.AUTOTUNE)
+    return finish_pipeline(ds, training, augment, seed, prefetch)

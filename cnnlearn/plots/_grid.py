@@ -6,6 +6,8 @@ import matplotlib.pyplot as plt
 
 
 def image_grid(n: int, cols: int, size: float = 1.2):
+    """A figure of ``n`` panels in rows of ``cols``, axes off; returns the figure
+    and a flat iterator over the panels (``size`` inches each)."""
     rows = -(-n // cols)
     fig, axes = plt.subplots(
         rows, cols, figsize=(cols * size, rows * size * 1.15), squeeze=False

@@ -61,7 +61,7 @@ def plot_size_accuracy(
 
     ``points`` are dicts with ``method``, ``accuracy``, optionally
     ``accuracy_std`` (drawn as an error bar) and ``size_key`` in bytes, e.g.
-    :func:`cnnlearn.compress.results.summarize`'s rows. The size axis is
+    :func:`cnnlearn.report.compression.summarize`'s rows. The size axis is
     logarithmic; a dashed line marks the ``baseline`` method's accuracy.
     """
     fig, ax = plt.subplots(figsize=(7, 4.2))

@@ -3,11 +3,21 @@
 Heavy runs live in ``benchmarks/`` and write ``benchmarks/results/<topic>.json``;
 chapters read those files through :func:`load_benchmark` instead of retraining
 and show them with the table builders of :mod:`~cnnlearn.report.tables`.
-:mod:`~cnnlearn.report.summary` gives chapter 10 one headline per benchmark.
+:mod:`~cnnlearn.report.summary` gives chapter 10 one headline per benchmark;
+:func:`show_source` puts the package's own code on a chapter's page.
+
+Public API: the package re-exports the names of :mod:`~.benchmarks`,
+:mod:`~.source`, :mod:`~.summary` and :mod:`~.tables`. Three modules are
+exposed as modules instead, because their names read only with the module's
+name in front (the exception in :mod:`cnnlearn`'s rule):
+:mod:`~.claims` (the claims ledger: ``report.claims.check``),
+:mod:`~.provenance` (a benchmark run's record: ``report.provenance.start``) and
+:mod:`~.compression` (chapter 6's tables: ``report.compression.summarize``).
 """
 
-from cnnlearn.report import claims, provenance
-from cnnlearn.report.results import RESULTS_DIR, RESULTS_URL, load_benchmark
+from cnnlearn.report import claims, compression, provenance
+from cnnlearn.report.benchmarks import RESULTS_URL, load_benchmark, results_dir
+from cnnlearn.report.source import show_source
 from cnnlearn.report.summary import SUMMARY_TOPICS, chapter_summary
 from cnnlearn.report.tables import (
     ablation_table,
@@ -16,13 +26,13 @@ from cnnlearn.report.tables import (
     conv_ops_table,
     markdown_table,
     pipeline_table,
+    serving_table,
     speed_table,
     throughput_table,
     training_table,
 )
 
 __all__ = [
-    "RESULTS_DIR",
     "RESULTS_URL",
     "SUMMARY_TOPICS",
     "ablation_table",
@@ -30,11 +40,15 @@ __all__ = [
     "applications_table",
     "chapter_summary",
     "claims",
+    "compression",
     "conv_ops_table",
     "load_benchmark",
     "markdown_table",
     "pipeline_table",
     "provenance",
+    "results_dir",
+    "serving_table",
+    "show_source",
     "speed_table",
     "throughput_table",
     "training_table",

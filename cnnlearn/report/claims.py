@@ -18,12 +18,13 @@ import operator
 import re
 from pathlib import Path
 
-from cnnlearn.report.results import RESULTS_DIR
+import yaml
+
+from cnnlearn.book import book_dir
+from cnnlearn.report.benchmarks import results_dir as find_results
 
 __all__ = ["VERDICTS", "check", "evaluate", "ledger_table", "load_claims"]
 
-BOOK = Path(__file__).resolve().parents[2] / "book"
-LEDGER = BOOK / "claims.yml"
 VERDICTS = ("holds", "corrected", "refuted", "not testable")
 OPERATORS = {
     ">=": operator.ge,
@@ -39,16 +40,22 @@ GLUE_MIME = "application/papermill.record/text/plain"
 
 def load_claims(path: str | Path | None = None) -> list[dict]:
     """The ledger's entries, in order (``book/claims.yml`` by default)."""
-    import yaml
-
-    claims = yaml.safe_load(Path(path or LEDGER).read_text(encoding="utf-8"))
+    path = Path(path) if path is not None else book_dir() / "claims.yml"
+    claims = yaml.safe_load(path.read_text(encoding="utf-8"))
     if not isinstance(claims, list):
-        raise ValueError(f"{path or LEDGER}: expected a list of claims")
+        raise ValueError(f"{path}: expected a list of claims")
     return claims
 
 
-def _chapter(chapter: str, book: Path) -> dict:
-    (path,) = book.glob(f"{chapter}_*.ipynb")
+def _result(name: str, results_dir: Path | None) -> dict:
+    directory = find_results(results_dir)
+    if directory is None:
+        raise FileNotFoundError("no benchmarks/results folder here or above")
+    return json.loads((directory / f"{name}.json").read_text())
+
+
+def _chapter(chapter: str, book: Path | None) -> dict:
+    (path,) = book_dir(book).glob(f"{chapter}_*.ipynb")
     return json.loads(path.read_text(encoding="utf-8"))
 
 
@@ -96,7 +103,7 @@ def _lookup(result: dict, key: list):
     return value
 
 
-def evaluate(evidence: dict, book: Path = BOOK, results_dir: Path = RESULTS_DIR):
+def evaluate(evidence: dict, book: Path | None = None, results_dir: Path | None = None):
     """Resolve one piece of evidence.
 
     Returns ``(value, holds)``: the value read (a number from a result file or a
@@ -105,7 +112,7 @@ def evaluate(evidence: dict, book: Path = BOOK, results_dir: Path = RESULTS_DIR)
     evidence must show its ``shows`` text, or :class:`ValueError` is raised.
     """
     if "result" in evidence:
-        result = json.loads((results_dir / f"{evidence['result']}.json").read_text())
+        result = _result(evidence["result"], results_dir)
         value = _lookup(result, evidence["key"])
         other = result
     elif "glue" in evidence:
@@ -141,7 +148,9 @@ def _predicate(expect: str, result: dict | None) -> tuple[str, float]:
         return op, _lookup(result, json.loads(right))
 
 
-def check(claim: dict, book: Path = BOOK, results_dir: Path = RESULTS_DIR) -> list:
+def check(
+    claim: dict, book: Path | None = None, results_dir: Path | None = None
+) -> list:
     """What is wrong with one ledger entry: empty when its evidence backs it.
 
     ``holds`` needs every predicate true, ``refuted`` at least one false (or,
@@ -176,7 +185,7 @@ def check(claim: dict, book: Path = BOOK, results_dir: Path = RESULTS_DIR) -> li
     return problems
 
 
-def _show(item: dict, book: Path, results_dir: Path) -> str:
+def _show(item: dict, book: Path | None, results_dir: Path | None) -> str:
     """One piece of evidence as the ledger table shows it."""
     value, _ = evaluate(item, book, results_dir)
     if "cell" in item:  # the output line that shows the correction
@@ -190,14 +199,16 @@ def _show(item: dict, book: Path, results_dir: Path) -> str:
     if "expect" in item:
         result = None
         if "result" in item:
-            result = json.loads((results_dir / f"{item['result']}.json").read_text())
+            result = _result(item["result"], results_dir)
         op, bound = _predicate(item["expect"], result)
         text += f" (the article: {op} {bound:.6g})"
     return f"{where}: {text}"
 
 
 def ledger_table(
-    claims: list[dict] | None = None, book: Path = BOOK, results_dir: Path = RESULTS_DIR
+    claims: list[dict] | None = None,
+    book: Path | None = None,
+    results_dir: Path | None = None,
 ) -> list[dict]:
     """One row per claim for chapter 10: the article's words, verdict, evidence."""
     return [

@@ -17,6 +17,8 @@ import sys
 from datetime import datetime, timezone
 from pathlib import Path
 
+import numpy as np
+
 __all__ = [
     "finish",
     "machine",
@@ -28,6 +30,9 @@ __all__ = [
     "start",
 ]
 
+# The checkout of the code that runs: its commit is the code's, whatever the
+# working directory (the one path found from the install location; see
+# tests/test_house.py).
 REPO = Path(__file__).resolve().parents[2]
 # What a complete record holds; a file missing any of them is "partial".
 FIELDS = ("commit", "command", "config", "machine", "load_average", "started_at")
@@ -39,6 +44,7 @@ def measured_at() -> str:
 
 
 def _git(*args: str) -> str | None:
+    """``git args`` in the code's own checkout (see ``REPO``)."""
     try:
         out = subprocess.run(
             ["git", *args], cwd=REPO, capture_output=True, text=True, timeout=10
@@ -50,8 +56,7 @@ def _git(*args: str) -> str | None:
 
 def machine() -> dict:
     """Platform, cores and the versions of the numerical stack."""
-    import keras
-    import numpy as np
+    import keras  # on demand: cnnlearn.report reads results without Keras
 
     info = {
         "platform": platform.platform(),
@@ -63,7 +68,7 @@ def machine() -> dict:
         "numpy": np.__version__,
     }
     if info["backend"] == "tensorflow":
-        import tensorflow as tf
+        import tensorflow as tf  # loaded already by Keras's backend
 
         info["tensorflow"] = tf.__version__
     return info

@@ -5,7 +5,8 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from cnnlearn.report.results import RESULTS_DIR
+from cnnlearn.report import compression
+from cnnlearn.report.benchmarks import results_dir as find_results
 
 __all__ = ["SUMMARY_TOPICS", "chapter_summary"]
 
@@ -58,9 +59,7 @@ def _train_speed(r: dict) -> str:
 
 
 def _compression(r: dict) -> str:
-    from cnnlearn.compress.results import goals
-
-    measured = goals(r)
+    measured = compression.goals(r)
     int8, best = measured["int8"], measured["prune_int8"]["best_within_0.3pt"]
     text = (
         f"seed CNN int8 {int8['size_ratio']:.1f}× smaller "
@@ -168,7 +167,7 @@ def chapter_summary(results_dir: str | Path | None = None) -> list[dict]:
     last column says how the file was made: its commit, or that it predates
     provenance records, and whether the machine was busy.
     """
-    directory = Path(results_dir) if results_dir is not None else RESULTS_DIR
+    directory = find_results(results_dir) or Path("benchmarks/results")
     rows = []
     for topic, (chapter, question, headline) in SUMMARY_TOPICS.items():
         path = directory / f"{topic}.json"

@@ -11,6 +11,7 @@ __all__ = [
     "conv_ops_table",
     "markdown_table",
     "pipeline_table",
+    "serving_table",
     "speed_table",
     "throughput_table",
     "training_table",
@@ -182,39 +183,39 @@ def ablation_table(results: dict) -> list[dict]:
     ]
 
 
-def applications_table(results: dict) -> list[dict]:
-    """The targets of chapter 9 against ``benchmarks/applications.py``'s result.
+def _target_row(
+    application: str,
+    data: str,
+    model: str,
+    metric: str,
+    target: str,
+    value: float | str,
+    threshold: float | None,
+    fmt: str,
+) -> dict:
+    """One row of :func:`applications_table`; ``met`` compares with ``threshold``."""
+    return {
+        "application": application,
+        "data": data,
+        "model": model,
+        "metric": metric,
+        "target": target,
+        "measured": value if isinstance(value, str) else format(value, fmt),
+        "met": "—" if threshold is None else ("yes" if value >= threshold else "no"),
+    }
 
-    One row per application that the result file holds (a part that was not
-    run yet is left out); ``met`` says whether the measured value reaches the
-    target.
-    """
+
+def _fashion_rows(fashion: dict) -> list[dict]:
+    """Products: the article's CNN and the BN CNN on Fashion-MNIST."""
     rows = []
-
-    def add(application, data, model, metric, target, value, threshold, fmt):
-        rows.append(
-            {
-                "application": application,
-                "data": data,
-                "model": model,
-                "metric": metric,
-                "target": target,
-                "measured": value if isinstance(value, str) else format(value, fmt),
-                "met": "—"
-                if threshold is None
-                else ("yes" if value >= threshold else "no"),
-            }
-        )
-
-    if "fashion" in results:
-        runs = results["fashion"]["runs"]
-        for name, label, threshold in (
-            ("seed_cnn", "the article's CNN", None),
-            ("bn_cnn", "BN CNN", 0.91),
-        ):
-            if name in runs:
-                run = runs[name]
-                add(
+    for name, label, threshold in (
+        ("seed_cnn", "the article's CNN", None),
+        ("bn_cnn", "BN CNN", 0.91),
+    ):
+        if name in fashion["runs"]:
+            run = fashion["runs"][name]
+            rows.append(
+                _target_row(
                     "products",
                     "Fashion-MNIST, 10,000 test images",
                     f"{label}, {run['params']:,} params, {run['epochs']} epochs",
@@ -224,61 +225,129 @@ def applications_table(results: dict) -> list[dict]:
                     threshold,
                     ".2%",
                 )
-    if "faces" in results:
-        faces = results["faces"]
-        n = len(faces["runs"])
-        add(
-            "face identification",
-            "AT&T faces, 3 held-out images × 40 people",
-            f"face CNN, {faces['params']:,} params, {faces['epochs']} epochs",
-            f"accuracy, mean (min) of {n} splits",
-            "≥ 95 %",
-            faces["mean_test_accuracy"],
-            0.95,
-            ".2%",
-        )
-        rows[-1]["measured"] += f" ({faces['min_test_accuracy']:.2%})"
-        add(
-            "face verification",
-            "pairs of held-out images",
-            "cosine similarity of the embeddings",
-            f"ROC AUC, mean of {n} splits",
-            "—",
-            faces["mean_verification_auc"],
-            None,
-            ".4f",
-        )
-    if "text" in results:
-        t = results["text"]
-        n = len(t["runs"])
-        add(
-            "SMS spam",
-            f"{t['distinct']:,} distinct messages, stratified 80/20",
-            f"Kim CNN, {t['params']:,} params, {t['epochs']} epochs",
-            f"spam F1, mean (min) of {n} splits",
-            "≥ 0.90",
-            t["mean_f1"],
-            0.90,
-            ".3f",
-        )
-        rows[-1]["measured"] += f" ({t['min_f1']:.3f})"
-    if "recommend" in results:
-        for source, r in results["recommend"].items():
-            if not isinstance(r, dict) or "methods" not in r:
-                continue
-            m = r["methods"]
-            ratio = r["caser_over_popularity_hr"]
-            add(
-                "next item",
-                f"{r['source']}: {r['users']:,} users, {r['items']:,} items",
-                f"Caser, {r['params']:,} params, {r['epochs']} epochs",
-                "HR@10 (popularity, ratio)",
-                "≥ 2× popularity" if source == "simulator" else "—",
-                f"{m['caser']['hr@10']:.3f} ({m['popularity']['hr@10']:.3f}, "
-                f"{ratio:.1f}×)",
-                None,
-                "",
             )
-            if source == "simulator":
-                rows[-1]["met"] = "yes" if ratio >= 2 else "no"
     return rows
+
+
+def _faces_rows(faces: dict) -> list[dict]:
+    """Face identification (mean and worst split) and verification (ROC AUC)."""
+    n = len(faces["runs"])
+    identification = _target_row(
+        "face identification",
+        "AT&T faces, 3 held-out images × 40 people",
+        f"face CNN, {faces['params']:,} params, {faces['epochs']} epochs",
+        f"accuracy, mean (min) of {n} splits",
+        "≥ 95 %",
+        faces["mean_test_accuracy"],
+        0.95,
+        ".2%",
+    )
+    identification["measured"] += f" ({faces['min_test_accuracy']:.2%})"
+    verification = _target_row(
+        "face verification",
+        "pairs of held-out images",
+        "cosine similarity of the embeddings",
+        f"ROC AUC, mean of {n} splits",
+        "—",
+        faces["mean_verification_auc"],
+        None,
+        ".4f",
+    )
+    return [identification, verification]
+
+
+def _text_rows(text: dict) -> list[dict]:
+    """SMS spam: the spam F1, mean and worst split."""
+    row = _target_row(
+        "SMS spam",
+        f"{text['distinct']:,} distinct messages, stratified 80/20",
+        f"Kim CNN, {text['params']:,} params, {text['epochs']} epochs",
+        f"spam F1, mean (min) of {len(text['runs'])} splits",
+        "≥ 0.90",
+        text["mean_f1"],
+        0.90,
+        ".3f",
+    )
+    row["measured"] += f" ({text['min_f1']:.3f})"
+    return [row]
+
+
+def _recommend_rows(recommend: dict) -> list[dict]:
+    """Next item: Caser's HR@10 against popularity, one row per data source.
+
+    Only the simulator has a target (twice popularity's hit rate).
+    """
+    rows = []
+    for source, r in recommend.items():
+        if not isinstance(r, dict) or "methods" not in r:
+            continue
+        m, ratio = r["methods"], r["caser_over_popularity_hr"]
+        row = _target_row(
+            "next item",
+            f"{r['source']}: {r['users']:,} users, {r['items']:,} items",
+            f"Caser, {r['params']:,} params, {r['epochs']} epochs",
+            "HR@10 (popularity, ratio)",
+            "≥ 2× popularity" if source == "simulator" else "—",
+            f"{m['caser']['hr@10']:.3f} ({m['popularity']['hr@10']:.3f}, {ratio:.1f}×)",
+            None,
+            "",
+        )
+        if source == "simulator":
+            row["met"] = "yes" if ratio >= 2 else "no"
+        rows.append(row)
+    return rows
+
+
+_APPLICATION_PARTS = (
+    ("fashion", _fashion_rows),
+    ("faces", _faces_rows),
+    ("text", _text_rows),
+    ("recommend", _recommend_rows),
+)
+
+
+def applications_table(results: dict) -> list[dict]:
+    """The targets of chapter 9 against ``benchmarks/applications.py``'s result.
+
+    One row per application that the result file holds (a part that was not
+    run yet is left out); ``met`` says whether the measured value reaches the
+    target.
+    """
+    return [
+        row
+        for part, rows in _APPLICATION_PARTS
+        if part in results
+        for row in rows(results[part])
+    ]
+
+
+def serving_table(results: dict) -> list[dict]:
+    """Table rows of ``benchmarks/results/serving.json``, one per server and scenario.
+
+    Used in chapter 8 with :func:`markdown_table`.
+    """
+    rows = []
+    for server, runs in results["servers"].items():
+        for name, run in runs.items():
+            scenario = results["scenarios"][name]
+            rows.append(
+                {
+                    "server": server,
+                    "clients": scenario["clients"],
+                    "batch": scenario["batch"],
+                    "encoding": scenario["encoding"],
+                    "p50 ms": _round(run["p50_ms"], 2),
+                    "p99 ms": _round(run["p99_ms"], 2),
+                    "requests/s": round(run["requests_per_s"]),
+                    "images/s": round(run["images_per_s"]),
+                    "server CPU ms/request": _round(
+                        run["server_cpu_ms_per_request"], 3
+                    ),
+                    "errors": run["errors"],
+                }
+            )
+    return rows
+
+
+def _round(value: float | None, digits: int):
+    return "—" if value is None else round(value, digits)

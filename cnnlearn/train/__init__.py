@@ -10,31 +10,25 @@ Modules: :mod:`~cnnlearn.train.fitting` (``fit``), :mod:`~cnnlearn.train.evaluat
 (``evaluate``) and :mod:`~cnnlearn.train.runs` (run directories).
 """
 
-from cnnlearn.compute import Plan, plan, resolve_device
 from cnnlearn.train.evaluation import Evaluation, evaluate
 from cnnlearn.train.fitting import (
     PLAIN,
     EpochTimer,
     TrainResult,
-    distributed_fit,
     fit,
     split_validation,
 )
-from cnnlearn.train.runs import evaluate_saved, run, save_run, versions
+from cnnlearn.train.runs import evaluate_saved, run_training, save_run, versions
 
 __all__ = [
     "PLAIN",
     "EpochTimer",
     "Evaluation",
-    "Plan",
     "TrainResult",
-    "distributed_fit",
     "evaluate",
     "evaluate_saved",
     "fit",
-    "plan",
-    "resolve_device",
-    "run",
+    "run_training",
     "save_run",
     "split_validation",
     "versions",

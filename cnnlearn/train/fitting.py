@@ -18,14 +18,13 @@ from pathlib import Path
 import keras
 import numpy as np
 
-from cnnlearn import compute
+from cnnlearn import compute, pipeline
 from cnnlearn.compute import Plan
 
 __all__ = [
     "PLAIN",
     "EpochTimer",
     "TrainResult",
-    "distributed_fit",
     "fit",
     "split_validation",
 ]
@@ -137,7 +136,8 @@ def fit(
         and the validation split. The initial weights were drawn when the model
         was built: build it with ``models.get_model(name, seed=seed)``.
     device
-        ``"auto"``, ``"cpu"`` or ``"gpu"`` (see :func:`resolve_device`).
+        ``"auto"``, ``"cpu"`` or ``"gpu"``
+        (see :func:`cnnlearn.compute.resolve_device`).
     output_dir
         Where checkpoints (``checkpoints/best.keras``) and TensorBoard logs
         (``logs/``) go when ``checkpoint`` or ``tensorboard`` is set.
@@ -151,12 +151,11 @@ def fit(
     plan
         How to train on this hardware: input pipeline, batch size,
         ``steps_per_execution``, precision, XLA (chapter 5). ``None`` lets
-        :func:`plan` choose; a dict overrides some of its choices
-        (``{"precision": "float32"}``, ``{"batch_scale": 1}`` to keep
+        :func:`cnnlearn.compute.plan` choose; a dict overrides some of its
+        choices (``{"precision": "float32"}``, ``{"batch_scale": 1}`` to keep
         ``batch_size``); a :class:`Plan` is used as it is, its device and batch
-        size included.
-        Whatever the precision used for training, the returned model computes
-        in float32 (the variables always are).
+        size included. Whatever the precision used for training, the returned
+        model computes in float32 (the variables always are).
 
     Returns
     -------
@@ -170,16 +169,63 @@ def fit(
         raise ValueError("checkpoint and tensorboard need an output_dir")
     keras.utils.set_random_seed(seed)
     (x_tr, y_tr), val = split_validation(x, y, validation_split, seed)
-    if not isinstance(plan, Plan):
-        plan = compute.plan(
-            model, (x_tr, y_tr), device, batch_size=batch_size, **(plan or {})
-        )
-    batch_size = plan.batch_size
-    learning_rate *= plan.learning_rate_scale
-    steps = -(-len(x_tr) // batch_size)
+    plan = _resolve_plan(plan, model, (x_tr, y_tr), device, batch_size)
+    steps = -(-len(x_tr) // plan.batch_size)
+    optimizer = _make_optimizer(
+        learning_rate * plan.learning_rate_scale, lr_schedule, epochs * steps, plan
+    )
+    _compile_for_plan(model, optimizer, plan)
+    monitor = "val_loss" if val is not None else "loss"
+    cbs = [
+        EpochTimer(),
+        *(callbacks or []),
+        *_callbacks(
+            output_dir, monitor, checkpoint, tensorboard, early_stopping_patience
+        ),
+    ]
+    feed, val = _feed(x_tr, y_tr, val, plan, seed)
+    if verbose:  # on stdout, like Keras' own progress: the chapters show it
+        print(f"Training plan:\n{plan}")
+    start = time.perf_counter()
+    history = _fit_on_device(model, feed, val, plan, epochs, cbs, verbose)
+    return TrainResult(
+        model=model,
+        history=history,
+        train_seconds=time.perf_counter() - start,
+        epochs=len(history["loss"]),
+        batch_size=plan.batch_size,
+        n_train=len(x_tr),
+        n_val=len(x) - len(x_tr),
+        device=plan.device,
+        plan=plan,
+    )
+
+
+# --- the seams of fit: optimizer, compile, callbacks, input ----------------------
+
+
+def _resolve_plan(
+    plan: Plan | dict | None,
+    model: keras.Model,
+    data: tuple[np.ndarray, np.ndarray],
+    device: str,
+    batch_size: int,
+) -> Plan:
+    """A :class:`Plan` as it is; else :func:`cnnlearn.compute.plan` for ``data``
+    with the overrides in ``plan``."""
+    if isinstance(plan, Plan):
+        return plan
+    return compute.plan(model, data, device, batch_size=batch_size, **(plan or {}))
+
+
+def _make_optimizer(
+    learning_rate: float, lr_schedule: str, total_steps: int, plan: Plan
+) -> keras.optimizers.Optimizer:
+    """Adam at ``learning_rate``, constant or cosine-decayed to 1 % over
+    ``total_steps``; loss-scaled when ``plan`` trains in float16."""
     if lr_schedule == "cosine":
         lr = keras.optimizers.schedules.CosineDecay(
-            learning_rate, decay_steps=epochs * steps, alpha=0.01
+            learning_rate, decay_steps=total_steps, alpha=0.01
         )
     elif lr_schedule == "constant":
         lr = learning_rate
@@ -188,7 +234,15 @@ def fit(
     optimizer = keras.optimizers.Adam(lr)
     if plan.precision == "mixed_float16":  # keep small gradients from underflowing
         optimizer = keras.optimizers.LossScaleOptimizer(optimizer)
-    compute.set_precision(model, plan.precision)
+    return optimizer
+
+
+def _compile_for_plan(
+    model: keras.Model, optimizer: keras.optimizers.Optimizer, plan: Plan
+) -> None:
+    """Set the plan's precision on ``model`` and compile it for classification
+    with the plan's ``steps_per_execution`` and XLA choice."""
+    compute.apply_precision(model, plan.precision)
     model.compile(
         optimizer=optimizer,
         loss="sparse_categorical_crossentropy",
@@ -196,8 +250,19 @@ def fit(
         steps_per_execution=plan.steps_per_execution,
         jit_compile=plan.jit_compile,
     )
-    cbs = [EpochTimer(), *(callbacks or [])]
-    monitor = "val_loss" if val is not None else "loss"
+
+
+def _callbacks(
+    output_dir: str | Path | None,
+    monitor: str,
+    checkpoint: bool = False,
+    tensorboard: bool = False,
+    early_stopping_patience: int | None = None,
+) -> list[keras.callbacks.Callback]:
+    """The usual Keras callbacks :func:`fit` can switch on: the best model by
+    ``monitor`` to ``checkpoints/best.keras``, TensorBoard logs to ``logs/``
+    (both under ``output_dir``), and early stopping with the best weights."""
+    cbs = []
     if checkpoint:
         path = Path(output_dir) / "checkpoints" / "best.keras"
         path.parent.mkdir(parents=True, exist_ok=True)
@@ -214,22 +279,43 @@ def fit(
                 restore_best_weights=True,
             )
         )
-    if plan.pipeline == "tf.data":
-        from cnnlearn import pipeline
+    return cbs
 
-        feed = {
-            "x": pipeline.make_dataset(
-                x_tr, y_tr, batch_size, training=True, seed=seed
-            ),
-            "shuffle": False,  # the dataset shuffles, seeded
-        }
-        if val is not None:
-            val = pipeline.make_dataset(*val, plan.eval_batch_size)
-    else:
-        feed = {"x": x_tr, "y": y_tr, "batch_size": batch_size}
-    if verbose:
-        print(f"Training plan:\n{plan}")
-    start = time.perf_counter()
+
+def _feed(
+    x: np.ndarray,
+    y: np.ndarray,
+    val: tuple[np.ndarray, np.ndarray] | None,
+    plan: Plan,
+    seed: int = 0,
+) -> tuple[dict, object]:
+    """The training input as ``Model.fit`` keyword arguments, and the validation
+    data, in the plan's pipeline: seeded shuffled ``tf.data`` datasets, or the
+    arrays with the plan's batch size."""
+    if plan.pipeline != "tf.data":
+        return {"x": x, "y": y, "batch_size": plan.batch_size}, val
+    feed = {
+        "x": pipeline.make_dataset(x, y, plan.batch_size, training=True, seed=seed),
+        "shuffle": False,  # the dataset shuffles, seeded
+    }
+    if val is not None:
+        val = pipeline.make_dataset(*val, plan.eval_batch_size)
+    return feed, val
+
+
+def _fit_on_device(
+    model: keras.Model,
+    feed: dict,
+    val,
+    plan: Plan,
+    epochs: int,
+    callbacks: list[keras.callbacks.Callback],
+    verbose: int | str,
+) -> dict[str, list[float]]:
+    """``model.fit`` on the plan's device; the per-epoch history as floats.
+
+    Whatever happens, the model is left ready for inference afterwards.
+    """
     try:
         with compute.device_scope(plan.device):
             history = model.fit(
@@ -237,37 +323,12 @@ def fit(
                 epochs=epochs,
                 validation_data=val,
                 validation_batch_size=plan.eval_batch_size,
-                callbacks=cbs,
+                callbacks=callbacks,
                 verbose=verbose,
             )
     finally:
         _ready_for_inference(model)
-    train_seconds = time.perf_counter() - start
-    hist = {k: [float(v) for v in vs] for k, vs in history.history.items()}
-    return TrainResult(
-        model=model,
-        history=hist,
-        train_seconds=train_seconds,
-        epochs=len(hist["loss"]),
-        batch_size=batch_size,
-        n_train=len(x_tr),
-        n_val=len(x) - len(x_tr),
-        device=plan.device,
-        plan=plan,
-    )
-
-
-def distributed_fit(model, dataset, strategy=None, epochs: int = 1, **kwargs):
-    """Train under any ``tf.distribute`` strategy with a custom loop (chapter 5).
-
-    Keras 3's ``Model.fit`` fails under ``MultiWorkerMirroredStrategy``
-    (keras-team/keras#20585); this is :func:`cnnlearn.distribute.distributed_fit`,
-    which builds in the strategy's scope, steps with ``strategy.run``, and
-    checkpoints and resumes. See it for the arguments.
-    """
-    from cnnlearn.distribute import distributed_fit as fit_under_strategy
-
-    return fit_under_strategy(model, dataset, strategy, epochs=epochs, **kwargs)
+    return {k: [float(v) for v in vs] for k, vs in history.history.items()}
 
 
 def _ready_for_inference(model: keras.Model) -> None:
@@ -276,7 +337,7 @@ def _ready_for_inference(model: keras.Model) -> None:
     The variables are float32 under every policy, so switching back loses
     nothing. The model keeps its trained optimizer for further training.
     """
-    compute.set_precision(model, "float32")
+    compute.apply_precision(model, "float32")
     model.compile(
         optimizer=model.optimizer,
         loss="sparse_categorical_crossentropy",

@@ -6,20 +6,25 @@ units, learning rate (log scale) and optimizer. :class:`CNNHyperModel` adds a
 parameter budget, so that "better" cannot simply mean "bigger": an over-budget
 model is rejected before it trains (``"reject"``) or has its score cut
 (``"penalize"``). :func:`run_search` runs Hyperband, RandomSearch or Bayesian
-optimization (KerasTuner's, not ours) on a fraction of the training set,
-retrains the best configuration on the full training set, evaluates it on the
-test set once and writes ``trials.csv``, ``best_hparams.json``,
-``best_model.keras`` and ``search.json``. A search resumes: run it again on the
+optimization (KerasTuner's, not ours) on the share of the training set its
+:class:`~cnnlearn.config.RunConfig` names, retrains the best configuration on
+the full training set, evaluates it on the test set once and writes
+``trials.csv``, ``best_hparams.json``, ``best_model.keras`` and
+``search.json``. A search resumes: run it again on the
 same directory and finished trials are read back, not retrained.
+
+The package re-exports the public names (``__all__``) of its two modules,
+:mod:`~cnnlearn.tune.space` and :mod:`~cnnlearn.tune.search`.
 """
 
 from cnnlearn.tune.search import (
+    DEFAULT_BATCH_SIZE,
     SearchResult,
     fit_and_test,
     make_tuner,
     retrain,
     run_search,
-    summarize,
+    summarize_trials,
     trials_table,
 )
 from cnnlearn.tune.space import (
@@ -38,6 +43,7 @@ from cnnlearn.tune.space import (
 __all__ = [
     "ALGORITHMS",
     "BUDGET_POLICIES",
+    "DEFAULT_BATCH_SIZE",
     "CNNHyperModel",
     "SearchResult",
     "build_model",
@@ -51,6 +57,6 @@ __all__ = [
     "search_space",
     "smallest_params",
     "space_table",
-    "summarize",
+    "summarize_trials",
     "trials_table",
 ]

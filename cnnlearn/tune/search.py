@@ -16,8 +16,25 @@ import keras
 import keras_tuner as kt
 import numpy as np
 
+from cnnlearn import compute, train
 from cnnlearn._io import atomic_path, write_json
+from cnnlearn.config import RunConfig, load_data
+from cnnlearn.progress import say
 from cnnlearn.tune.space import ALGORITHMS, CNNHyperModel, build_model, count_params
+
+__all__ = [
+    "DEFAULT_BATCH_SIZE",
+    "SearchResult",
+    "fit_and_test",
+    "make_tuner",
+    "retrain",
+    "run_search",
+    "summarize_trials",
+    "trials_table",
+]
+
+#: The batch of the trials and the retraining when ``config.batch_size`` is None.
+DEFAULT_BATCH_SIZE = 128
 
 
 def make_tuner(
@@ -101,7 +118,7 @@ def trials_table(tuner: kt.Tuner) -> list[dict]:
     return rows
 
 
-def summarize(trials: list[dict]) -> dict:
+def summarize_trials(trials: list[dict]) -> dict:
     """One row that sums up a search's trial table (chapter 7).
 
     The number of trials, of those rejected for the parameter budget (trained
@@ -119,7 +136,7 @@ def summarize(trials: list[dict]) -> dict:
     }
 
 
-def write_csv(path: str | Path, rows: list[dict]) -> None:
+def _write_csv(path: str | Path, rows: list[dict]) -> None:
     """Write dict rows as CSV (the union of their keys as columns), atomically."""
     columns = list(dict.fromkeys(k for row in rows for k in row))
     with atomic_path(path) as tmp, open(tmp, "w", newline="") as f:
@@ -151,7 +168,7 @@ def fit_and_test(
     y_test: np.ndarray,
     *,
     epochs: int,
-    batch_size: int = 128,
+    batch_size: int = DEFAULT_BATCH_SIZE,
     seed: int = 0,
     device: str = "auto",
     verbose: int = 0,
@@ -162,8 +179,6 @@ def fit_and_test(
     tuned model and the seed CNN in the benchmark, so they are compared like
     with like. Returns the parameter count, seconds per epoch and accuracies.
     """
-    from cnnlearn import compute, train
-
     keras.utils.set_random_seed(seed)
     with compute.device_scope(compute.resolve_device(device)):
         history = model.fit(
@@ -206,7 +221,13 @@ def retrain(
     return model, fit_and_test(model, x, y, x_test, y_test, seed=seed, **kwargs)
 
 
-def _search(tuner, hypermodel, algorithm, max_epochs, epoch_budget, fit_kwargs):
+def _search(
+    tuner: kt.Tuner,
+    algorithm: str,
+    max_epochs: int,
+    epoch_budget: int | None,
+    fit_kwargs: dict,
+) -> None:
     """Run the search; random and Bayesian search until ``epoch_budget`` is spent."""
     with warnings.catch_warnings():
         # Hyperband resumes a trial from weights saved without optimizer state.
@@ -223,25 +244,128 @@ def _search(tuner, hypermodel, algorithm, max_epochs, epoch_budget, fit_kwargs):
             tuner.search(**fit_kwargs, epochs=max_epochs, verbose=0)
 
 
+def _check_arguments(algorithm: str, max_trials: int, max_epochs: int) -> None:
+    if algorithm not in ALGORITHMS:
+        raise ValueError(
+            f"unknown algorithm {algorithm!r}: expected one of {ALGORITHMS}"
+        )
+    for name, value in (("max_trials", max_trials), ("max_epochs", max_epochs)):
+        if value < 1:
+            raise ValueError(f"{name} must be >= 1, got {value}")
+
+
+def _collect_trials(
+    tuner: kt.Tuner, algorithm: str, out: Path, param_budget: int | None
+) -> tuple[list[dict], dict, dict]:
+    """The trial table, the best trial's hyperparameters and its record; writes
+    ``trials.csv`` and ``best_hparams.json`` into ``out``."""
+    trials = trials_table(tuner)
+    completed = [t for t in trials if t["status"] == "COMPLETED" and t["epochs"]]
+    if not completed:
+        raise ValueError(
+            f"no trial trained within the parameter budget {param_budget}: "
+            "raise the budget or the number of trials"
+        )
+    best_trial = tuner.oracle.get_best_trials(1)[0]
+    best = {
+        k: v
+        for k, v in best_trial.hyperparameters.values.items()
+        if not k.startswith("tuner/")
+    }
+    row = next(t for t in trials if t["trial"] == int(best_trial.trial_id))
+    info = {
+        "algorithm": algorithm,
+        "trial": row["trial"],
+        "hyperparameters": best,
+        "params": row["params"],
+        "val_accuracy": row["val_accuracy"],
+    }
+    out.mkdir(parents=True, exist_ok=True)
+    _write_csv(out / "trials.csv", trials)
+    write_json(out / "best_hparams.json", info)
+    return trials, best, info
+
+
+def _search_split(config: RunConfig):
+    """The search's training images and its held-out validation set."""
+    data = load_data(config)
+    (x_fit, y_fit), val = train.split_validation(
+        data.x_train, data.y_train, config.validation_split, config.seed
+    )
+    if val is None:
+        raise ValueError("the search needs a validation_split > 0 to rank trials")
+    return (x_fit, y_fit), val
+
+
+def _retrain_or_reuse(
+    out: Path, best: dict, epochs: int, batch_size: int, seed: int, verbose: int
+):
+    """The model a previous run retrained, if it matches; else ``(None, None)``."""
+    path, previous = out / "best_model.keras", out / "search.json"
+    if not (path.is_file() and previous.is_file()):
+        return None, None
+    report = json.loads(previous.read_text())
+    final = report.get("final") or {}
+    same = (
+        final.get("hyperparameters") == best
+        and final.get("epochs") == epochs
+        and final.get("batch_size") == batch_size
+        and report.get("seed") == seed
+    )
+    if not same:
+        return None, None
+    say(f"best configuration unchanged: reusing {path}", verbose)
+    return keras.models.load_model(path), final
+
+
+def _retrain_best(
+    config: RunConfig,
+    out: Path,
+    best: dict,
+    *,
+    epochs: int,
+    batch_size: int,
+    verbose: int,
+) -> tuple[keras.Model, dict]:
+    """Retrain ``best`` on the whole training set and test it once, or reuse the
+    model a previous run in ``out`` retrained the same way."""
+    model, final = _retrain_or_reuse(
+        out, best, epochs, batch_size, config.seed, verbose
+    )
+    if model is None:
+        say(f"retraining the best configuration ({epochs} epochs)", verbose)
+        full = load_data(config.replace(data_fraction=1.0))
+        model, final = retrain(
+            best,
+            full.x_train,
+            full.y_train,
+            full.x_test,
+            full.y_test,
+            epochs=epochs,
+            batch_size=batch_size,
+            seed=config.seed,
+            device=config.device,
+        )
+        with atomic_path(out / "best_model.keras") as tmp:
+            model.save(tmp)
+    final["hyperparameters"] = best
+    say(f"best model: test accuracy {final['test_accuracy']:.4f}", verbose)
+    return model, final
+
+
 def run_search(
+    config: RunConfig,
     algorithm: str = "hyperband",
     *,
     directory: str | Path,
     max_trials: int = 10,
     max_epochs: int = 3,
     epoch_budget: int | None = None,
-    data_fraction: float = 0.2,
     executions_per_trial: int = 1,
-    seed: int = 0,
     param_budget: int | None = None,
     budget_policy: str = "reject",
-    batch_size: int = 128,
-    validation_split: float = 0.1,
     final_epochs: int = 10,
     retrain_best: bool = True,
-    dataset: str = "mnist",
-    data_dir: str | Path | None = None,
-    device: str = "auto",
     verbose: int = 1,
 ) -> SearchResult:
     """Search, retrain the best configuration on all training images, test it once.
@@ -250,6 +374,14 @@ def run_search(
 
     Parameters
     ----------
+    config
+        The data and the seed (:class:`~cnnlearn.config.RunConfig`): the search
+        trains on ``config.data_fraction`` of the training set, of which
+        ``config.validation_split`` is held out for the ``val_accuracy`` it
+        ranks by; ``config.batch_size`` (``None``: 128) is the batch of the
+        trials and of the retraining; ``config.model`` and ``config.epochs``
+        are not used (the search builds its own models, ``max_epochs`` and
+        ``final_epochs`` set their epochs).
     algorithm
         ``"hyperband"``, ``"random"`` or ``"bayesian"`` (KerasTuner's tuners).
     directory
@@ -264,28 +396,18 @@ def run_search(
         Random and Bayesian search: add trials until this many training epochs
         are spent (ignores ``max_trials``). The chapter gives them the epochs
         Hyperband spent: an equal budget.
-    data_fraction
-        The search trains on this seeded share of the training set, of which
-        ``validation_split`` is held out for the ``val_accuracy`` it ranks by.
     param_budget, budget_policy
         Models over ``param_budget`` parameters are rejected or penalized (see
         :class:`CNNHyperModel`). An impossible budget raises ``ValueError``.
-    final_epochs, batch_size
+    final_epochs, retrain_best
         The retraining of the best configuration on the full training set.
         ``retrain_best=False`` skips it (no model, no test accuracy). If a
         previous run in ``directory`` retrained the same configuration the
         same way, its model is reused, not retrained.
     """
-    from cnnlearn import compute, data, train
-
-    if algorithm not in ALGORITHMS:
-        raise ValueError(
-            f"unknown algorithm {algorithm!r}: expected one of {ALGORITHMS}"
-        )
-    for name, value in (("max_trials", max_trials), ("max_epochs", max_epochs)):
-        if value < 1:
-            raise ValueError(f"{name} must be >= 1, got {value}")
-    compute.resolve_device(device)  # fail before loading data
+    _check_arguments(algorithm, max_trials, max_epochs)
+    compute.resolve_device(config.device)  # fail before loading data
+    batch_size = config.batch_size or DEFAULT_BATCH_SIZE
     hypermodel = CNNHyperModel(
         param_budget=param_budget,
         policy=budget_policy,
@@ -293,13 +415,8 @@ def run_search(
         verbose=verbose,
     )
     out = Path(directory)
-    (x_train, y_train), (x_test, y_test) = data.load_dataset(dataset, data_dir)
-    x_train, x_test = data.preprocess_images(x_train), data.preprocess_images(x_test)
-    xs, ys = data.take_fraction(x_train, y_train, data_fraction, seed)
-    (x_fit, y_fit), val = train.split_validation(xs, ys, validation_split, seed)
-    if val is None:
-        raise ValueError("the search needs a validation_split > 0 to rank trials")
-    keras.utils.set_random_seed(seed)
+    (x_fit, y_fit), val = _search_split(config)
+    keras.utils.set_random_seed(config.seed)
     tuner = make_tuner(
         algorithm,
         hypermodel,
@@ -307,101 +424,53 @@ def run_search(
         max_trials=max_trials,
         max_epochs=max_epochs,
         executions_per_trial=executions_per_trial,
-        seed=seed,
+        seed=config.seed,
     )
-    _log(verbose, f"{algorithm} search on {len(x_fit):,} images → {out / algorithm}")
+    say(f"{algorithm} search on {len(x_fit):,} images → {out / algorithm}", verbose)
     start = time.perf_counter()
     fit_kwargs = {"x": x_fit, "y": y_fit, "validation_data": val}
-    with compute.device_scope(compute.resolve_device(device)):
-        _search(tuner, hypermodel, algorithm, max_epochs, epoch_budget, fit_kwargs)
-    trials = trials_table(tuner)
-    completed = [t for t in trials if t["status"] == "COMPLETED" and t["epochs"]]
-    if not completed:
-        raise ValueError(
-            f"no trial trained within the parameter budget {param_budget}: "
-            "raise the budget or the number of trials"
-        )
-    best_trial = tuner.oracle.get_best_trials(1)[0]
-    best = {
-        k: v
-        for k, v in best_trial.hyperparameters.values.items()
-        if not k.startswith("tuner/")
-    }
-    best_row = next(t for t in trials if t["trial"] == int(best_trial.trial_id))
-    out.mkdir(parents=True, exist_ok=True)
-    write_csv(out / "trials.csv", trials)
-    best_info = {
-        "algorithm": algorithm,
-        "trial": best_row["trial"],
-        "hyperparameters": best,
-        "params": best_row["params"],
-        "val_accuracy": best_row["val_accuracy"],
-    }
-    write_json(out / "best_hparams.json", best_info)
+    with compute.device_scope(compute.resolve_device(config.device)):
+        _search(tuner, algorithm, max_epochs, epoch_budget, fit_kwargs)
+    trials, best, best_info = _collect_trials(tuner, algorithm, out, param_budget)
     report = {
         "algorithm": algorithm,
-        "dataset": dataset,
-        "data_fraction": data_fraction,
+        "dataset": config.dataset,
+        "data_fraction": config.data_fraction,
         "n_search_train": len(x_fit),
         "n_search_val": len(val[0]),
-        "seed": seed,
+        "seed": config.seed,
         "param_budget": param_budget,
         "budget_policy": budget_policy,
         "max_trials": max_trials,
         "max_epochs": max_epochs,
         "epoch_budget": epoch_budget,
         "executions_per_trial": executions_per_trial,
-        "trials": len(trials),
-        "epochs_spent": sum(t["epochs"] for t in trials),
-        "trial_seconds": sum(t["seconds"] or 0.0 for t in trials),
-        "trial_cpu_minutes": sum(t["cpu_seconds"] or 0.0 for t in trials) / 60,
+        **_costs(trials),
         "search_seconds_this_run": time.perf_counter() - start,
         "best": best_info,
+        "config": config.to_dict(),
         "versions": train.versions(),
     }
     model, final = None, None
     if retrain_best:
-        model, final = _retrain_or_reuse(out, best, final_epochs, batch_size, seed)
-        if model is None:
-            _log(verbose, f"retraining the best configuration ({final_epochs} epochs)")
-            model, final = retrain(
-                best,
-                x_train,
-                y_train,
-                x_test,
-                y_test,
-                epochs=final_epochs,
-                batch_size=batch_size,
-                seed=seed,
-                device=device,
-            )
-            with atomic_path(out / "best_model.keras") as tmp:
-                model.save(tmp)
-        final["hyperparameters"] = best
-        _log(verbose, f"best model: test accuracy {final['test_accuracy']:.4f}")
+        model, final = _retrain_best(
+            config,
+            out,
+            best,
+            epochs=final_epochs,
+            batch_size=batch_size,
+            verbose=verbose,
+        )
     report["final"] = final
     write_json(out / "search.json", report)
     return SearchResult(algorithm, trials, best, report, model)
 
 
-def _retrain_or_reuse(out: Path, best: dict, epochs: int, batch_size: int, seed: int):
-    """The model a previous run retrained, if it matches; else ``(None, None)``."""
-    path, previous = out / "best_model.keras", out / "search.json"
-    if not (path.is_file() and previous.is_file()):
-        return None, None
-    final = json.loads(previous.read_text()).get("final") or {}
-    same = (
-        final.get("hyperparameters") == best
-        and final.get("epochs") == epochs
-        and final.get("batch_size") == batch_size
-        and json.loads(previous.read_text()).get("seed") == seed
-    )
-    if not same:
-        return None, None
-    print(f"best configuration unchanged: reusing {path}", flush=True)
-    return keras.models.load_model(path), final
-
-
-def _log(verbose: int, line: str) -> None:
-    if verbose:
-        print(line, flush=True)
+def _costs(trials: list[dict]) -> dict:
+    """What the trials cost: their number, epochs, seconds and CPU-minutes."""
+    return {
+        "trials": len(trials),
+        "epochs_spent": sum(t["epochs"] for t in trials),
+        "trial_seconds": sum(t["seconds"] or 0.0 for t in trials),
+        "trial_cpu_minutes": sum(t["cpu_seconds"] or 0.0 for t in trials) / 60,
+    }

@@ -17,6 +17,21 @@ import keras
 import keras_tuner as kt
 from keras import layers
 
+from cnnlearn.progress import say
+
+__all__ = [
+    "ALGORITHMS",
+    "BUDGET_POLICIES",
+    "CNNHyperModel",
+    "build_model",
+    "check_budget",
+    "count_params",
+    "sample_configurations",
+    "search_space",
+    "smallest_params",
+    "space_table",
+]
+
 ALGORITHMS = ("hyperband", "random", "bayesian")
 BUDGET_POLICIES = ("reject", "penalize")
 MAX_BLOCKS = 3
@@ -238,7 +253,7 @@ class CNNHyperModel(kt.HyperModel):
             for cb in callbacks:  # Hyperband may continue it: leave it weights
                 if hasattr(cb, "filepath") and hasattr(cb, "objective"):
                     model.save_weights(cb.filepath)
-            self._log(f"trial {trial_id}: {params:,} params > budget, rejected")
+            say(f"trial {trial_id}: {params:,} params > budget, rejected", self.verbose)
             return {
                 "val_accuracy": 0.0,
                 "params": params,
@@ -256,9 +271,10 @@ class CNNHyperModel(kt.HyperModel):
         score = raw
         if over:
             score -= self.penalty * (params / self.param_budget - 1.0)
-        self._log(
+        say(
             f"trial {trial_id}: {params:,} params, {len(history['loss'])} epochs, "
-            f"val_accuracy {raw:.4f}, {seconds:.1f} s"
+            f"val_accuracy {raw:.4f}, {seconds:.1f} s",
+            self.verbose,
         )
         return {
             "val_accuracy": score,
@@ -268,7 +284,3 @@ class CNNHyperModel(kt.HyperModel):
             "seconds": seconds,
             "cpu_seconds": cpu_seconds,
         }
-
-    def _log(self, line: str) -> None:
-        if self.verbose:
-            print(line, flush=True)

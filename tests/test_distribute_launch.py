@@ -15,7 +15,7 @@ import numpy as np
 import pytest
 from conftest import REPO
 
-from cnnlearn import launch
+from cnnlearn.distribute import launch
 
 PRINT_TASK = [
     sys.executable, "-c",
@@ -28,7 +28,7 @@ def _alive(pid: int) -> bool:
         os.kill(pid, 0)
     except ProcessLookupError:
         return False
-    # a zombie is dead too; our own children are reaped by launch()
+    # a zombie is dead too; our own children are reaped by launch_workers()
     with contextlib.suppress(OSError):
         with open(f"/proc/{pid}/stat") as stat:
             return stat.read().split()[2] != "Z"
@@ -58,7 +58,9 @@ def test_worker_command():
 
 def test_workers_get_their_own_task_and_prefixed_logs(tmp_path):
     sink = io.StringIO()
-    result = launch.launch(PRINT_TASK, 3, timeout=60, output_dir=tmp_path, sink=sink)
+    result = launch.launch_workers(
+        PRINT_TASK, 3, timeout=60, output_dir=tmp_path, sink=sink
+    )
     assert result.ok and result.returncodes == [0, 0, 0]
     lines = sorted(sink.getvalue().splitlines())
     assert lines == ["[worker 0] 0", "[worker 1] 1", "[worker 2] 2"]
@@ -90,7 +92,9 @@ def test_native_log_lines_go_to_the_worker_logs_only(tmp_path):
     assert not launch.is_native_log("epoch 1/2 step 20 loss=1.8339")
     assert not launch.is_native_log("fault injection: worker 1 kills itself at 31")
     sink = io.StringIO()
-    result = launch.launch(CHATTY_TASK, 2, timeout=60, output_dir=tmp_path, sink=sink)
+    result = launch.launch_workers(
+        CHATTY_TASK, 2, timeout=60, output_dir=tmp_path, sink=sink
+    )
     assert result.failed == "worker 1 exited with 1"  # the reader still sees who
     assert "epoch 1 on worker 0" in sink.getvalue()
     assert not any(line in sink.getvalue() for line in NATIVE_LINES), sink.getvalue()
@@ -128,7 +132,7 @@ def test_after_the_first_failure_the_others_output_goes_to_their_logs(tmp_path):
 
 def test_without_an_output_dir_the_sink_gets_every_line():
     sink = io.StringIO()
-    result = launch.launch(CHATTY_TASK[:2] + [CHATTY_TASK[2].replace(
+    result = launch.launch_workers(CHATTY_TASK[:2] + [CHATTY_TASK[2].replace(
         "sys.exit(i)", "sys.exit(0)")], 1, timeout=60, sink=sink)  # fmt: skip
     assert result.ok and result.logs == []
     assert all(f"[worker 0] {line}" in sink.getvalue() for line in NATIVE_LINES)
@@ -138,16 +142,16 @@ def test_one_failing_worker_fails_the_launch_and_stops_the_others():
     code = "import json, os, sys, time\n" \
         "i = json.loads(os.environ['TF_CONFIG'])['task']['index']\n" \
         "sys.exit(3) if i == 1 else time.sleep(120)"  # fmt: skip
-    result = launch.launch([sys.executable, "-c", code], 2, timeout=60,
-                           sink=io.StringIO())  # fmt: skip
+    argv = [sys.executable, "-c", code]
+    result = launch.launch_workers(argv, 2, timeout=60, sink=io.StringIO())
     assert not result.ok and result.failed == "worker 1 exited with 3"
     assert result.seconds < 60  # it did not wait for the sleeper
     assert not any(_alive(pid) for pid in result.pids)
 
 
 def test_timeout_kills_every_worker():
-    result = launch.launch([sys.executable, "-c", "import time; time.sleep(120)"], 2,
-                           timeout=2, sink=io.StringIO())  # fmt: skip
+    sleeper = [sys.executable, "-c", "import time; time.sleep(120)"]
+    result = launch.launch_workers(sleeper, 2, timeout=2, sink=io.StringIO())
     assert not result.ok and result.failed == "timed out after 2 s"
     assert not any(_alive(pid) for pid in result.pids)
 

@@ -1,4 +1,4 @@
-"""cnnlearn.deploy.pipeline and ``cnnlearn deploy``/``serve``: gate, publish, errors."""
+"""cnnlearn.deploy.release and ``cnnlearn deploy``/``serve``: gate, publish, errors."""
 
 from __future__ import annotations
 
@@ -8,7 +8,8 @@ import pytest
 from deploy_helpers import build
 
 from cnnlearn import cli
-from cnnlearn.deploy import export, pipeline
+from cnnlearn.config import RunConfig
+from cnnlearn.deploy import export, release
 
 
 @pytest.fixture(scope="module")
@@ -17,13 +18,12 @@ def built(tmp_path_factory, data_dir):
 
 
 def test_the_gate_refuses_and_publishes_nothing(built, tmp_path, data_dir):
-    with pytest.raises(pipeline.GateError, match="gate refused mnist") as info:
-        pipeline.deploy(
-            built.model_a,
+    with pytest.raises(release.GateError, match="gate refused mnist") as info:
+        release.deploy(
+            built.keras_a,
+            RunConfig(data_dir=data_dir, data_fraction=0.05),
             base_path=tmp_path / "models",
             output_dir=tmp_path / "out",
-            data_dir=data_dir,
-            data_fraction=0.05,
             min_accuracy=0.9999,
             max_size_mb=0.01,
             verbose=False,
@@ -33,7 +33,26 @@ def test_the_gate_refuses_and_publishes_nothing(built, tmp_path, data_dir):
     assert report["published"] is False and report["version"] is None
     reasons = report["gate"]["reasons"]
     assert len(reasons) == 2 and "accuracy" in reasons[0] and "size" in reasons[1]
+    assert report["config"]["data_fraction"] == 0.05
+    assert report["source"] == f"loaded: {built.keras_a}"
     assert export.list_versions(tmp_path / "models" / "mnist") == []
+
+
+@pytest.mark.slow
+def test_deploy_trains_the_configs_model_when_given_no_file(tmp_path, data_dir):
+    config = RunConfig(data_dir=data_dir, data_fraction=0.02, epochs=1)
+    report = release.deploy(
+        None,
+        config,
+        base_path=tmp_path / "models",
+        output_dir=tmp_path / "out",
+        min_accuracy=0.0,
+        verbose=False,
+    )
+    assert report["published"] and report["version"] == 1
+    assert report["source"] == "trained: seed, 1 epoch(s)"
+    assert report["config"] == config.to_dict()
+    assert export.list_versions(tmp_path / "models" / "mnist") == [1]
 
 
 @pytest.mark.slow
@@ -64,10 +83,10 @@ def test_cli_deploy_refuses_then_publishes_versions_one_and_two(
     meta = export.read_metadata(base / "mnist" / "2")
     assert meta["test_accuracy"] == report["keras_test_accuracy"]
     assert export.list_versions(base / "mnist") == [1, 2]
-    pipeline.remove_version(base, "mnist", 2)
+    release.remove_version(base, "mnist", 2)
     assert export.list_versions(base / "mnist") == [1]
     with pytest.raises(FileNotFoundError, match="no such version"):
-        pipeline.remove_version(base, "mnist", 2)
+        release.remove_version(base, "mnist", 2)
 
 
 @pytest.mark.parametrize(

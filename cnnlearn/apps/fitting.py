@@ -14,7 +14,9 @@ import cnnlearn._tf  # noqa: F401  (quiet TensorFlow start-up; before Keras)
 import keras
 import tensorflow as tf
 
-from cnnlearn import train
+from cnnlearn import compute, train
+
+__all__ = ["FitResult", "fit_ids"]
 
 
 @dataclass
@@ -39,7 +41,13 @@ def fit_ids(
     metrics: tuple[str, ...] = (),
     verbose: int | str = 0,
 ) -> FitResult:
-    """Adam + sparse categorical cross-entropy, seeded, on ``device``."""
+    """Adam + sparse categorical cross-entropy, seeded, on ``device`` (chapter 9).
+
+    ``x`` is what the model takes (an array of ids, or a dict of them by input
+    name) and ``y`` the integer targets; ``Model.fit`` gets them as they are,
+    shuffled each epoch. The history gains ``"seconds"`` per epoch
+    (:class:`~cnnlearn.train.EpochTimer`).
+    """
     if epochs < 1 or batch_size < 1:
         raise ValueError(f"epochs and batch_size must be >= 1: {epochs}, {batch_size}")
     keras.utils.set_random_seed(seed)
@@ -48,7 +56,7 @@ def fit_ids(
         loss="sparse_categorical_crossentropy",
         metrics=list(metrics),
     )
-    with tf.device(train.resolve_device(device)):
+    with tf.device(compute.resolve_device(device)):
         fitted = model.fit(
             x,
             y,

@@ -1,6 +1,10 @@
-"""Helpers shared by the compression modules (chapter 6): sizes, counts, quiet,
-and the affine quantization arithmetic. NumPy only: the LiteRT model server
-uses the quantization helpers without importing TensorFlow."""
+"""What the compression modules share (chapter 6): sizes, counts, copies and a
+quiet block for the TFLite converter's chatter.
+
+NumPy only, by design: the model export that the LiteRT server imports
+(:mod:`cnnlearn.deploy`) uses :func:`quiet` without loading TensorFlow, so
+nothing here imports Keras or TensorFlow at module level.
+"""
 
 from __future__ import annotations
 
@@ -19,14 +23,10 @@ import numpy as np
 __all__ = [
     "copy_model",
     "count_nonzero",
-    "dequantize",
-    "from_output_tensor",
     "gzip_size",
-    "quantize_array",
     "quiet",
     "read_bytes",
     "size_report",
-    "to_input_tensor",
 ]
 
 
@@ -112,7 +112,7 @@ def copy_model(model):
     Compression methods that train (pruning, distillation) change a model in
     place; copy it first to keep the original for comparison.
     """
-    import keras
+    import keras  # here, not above: this module stays NumPy-only (see its doc)
 
     try:  # from the config: no optimizer, no compile state
         clone = type(model).from_config(model.get_config())
@@ -120,36 +120,3 @@ def copy_model(model):
         clone = keras.models.clone_model(model)
     clone.set_weights(model.get_weights())
     return clone
-
-
-def quantize_array(
-    x: np.ndarray, scale: float, zero_point: int, dtype: type = np.int8
-) -> np.ndarray:
-    """``clip(round(x / scale) + zero_point)`` in ``dtype`` (affine quantization)."""
-    info = np.iinfo(dtype)
-    q = np.round(np.asarray(x, dtype=np.float32) / np.float32(scale)) + zero_point
-    return np.clip(q, info.min, info.max).astype(dtype)
-
-
-def dequantize(q: np.ndarray, scale: float, zero_point: int) -> np.ndarray:
-    """``scale * (q - zero_point)`` in float32: undoes :func:`quantize_array`."""
-    return (np.float32(scale) * (q.astype(np.float32) - np.float32(zero_point))).astype(
-        np.float32
-    )
-
-
-def to_input_tensor(x: np.ndarray, detail: dict) -> np.ndarray:
-    """Float images as a LiteRT input tensor wants them (quantized if int8)."""
-    dtype = detail["dtype"]
-    if dtype in (np.int8, np.uint8):
-        scale, zero_point = detail["quantization"]
-        return quantize_array(x, scale, zero_point, dtype)
-    return np.asarray(x).astype(dtype, copy=False)
-
-
-def from_output_tensor(y: np.ndarray, detail: dict) -> np.ndarray:
-    """A LiteRT output tensor as float32 (dequantized if int8)."""
-    if detail["dtype"] in (np.int8, np.uint8):
-        scale, zero_point = detail["quantization"]
-        return dequantize(y, scale, zero_point)
-    return np.asarray(y, dtype=np.float32)

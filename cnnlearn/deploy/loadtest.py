@@ -22,14 +22,9 @@ from pathlib import Path
 
 import numpy as np
 
-__all__ = [
-    "BackgroundTraffic",
-    "ServerProcess",
-    "benchmark_rows",
-    "http_request",
-    "load",
-]
-__all__ += ["start_server"]
+from cnnlearn.deploy import client
+
+__all__ = ["BackgroundTraffic", "ServerProcess", "http_request", "load", "start_server"]
 
 
 class ServerProcess:
@@ -212,8 +207,6 @@ class BackgroundTraffic:
     """
 
     def __init__(self, url: str, model: str, body: dict, max_seconds: float = 120):
-        from cnnlearn.deploy import client
-
         self._request = client.request
         self._url = f"{url.rstrip('/')}/v1/models/{model}:predict"
         self._body = json.dumps(body).encode()
@@ -256,35 +249,3 @@ class BackgroundTraffic:
 
     def __exit__(self, *exc) -> None:
         self.stop()
-
-
-def benchmark_rows(results: dict) -> list[dict]:
-    """Table rows of ``benchmarks/results/serving.json``, one per server and scenario.
-
-    Used in chapter 8 with :func:`cnnlearn.report.markdown_table`.
-    """
-    rows = []
-    for server, runs in results["servers"].items():
-        for name, run in runs.items():
-            scenario = results["scenarios"][name]
-            rows.append(
-                {
-                    "server": server,
-                    "clients": scenario["clients"],
-                    "batch": scenario["batch"],
-                    "encoding": scenario["encoding"],
-                    "p50 ms": _round(run["p50_ms"], 2),
-                    "p99 ms": _round(run["p99_ms"], 2),
-                    "requests/s": round(run["requests_per_s"]),
-                    "images/s": round(run["images_per_s"]),
-                    "server CPU ms/request": _round(
-                        run["server_cpu_ms_per_request"], 3
-                    ),
-                    "errors": run["errors"],
-                }
-            )
-    return rows
-
-
-def _round(value: float | None, digits: int):
-    return "—" if value is None else round(value, digits)

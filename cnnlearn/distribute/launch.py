@@ -38,7 +38,7 @@ __all__ = [
     "LaunchResult",
     "free_ports",
     "is_native_log",
-    "launch",
+    "launch_workers",
     "tf_config",
     "worker_command",
 ]
@@ -56,7 +56,7 @@ NATIVE_LOG = re.compile(
 
 @dataclass
 class LaunchResult:
-    """What :func:`launch` returns, and writes to ``launch.json``."""
+    """What :func:`launch_workers` returns, and writes to ``launch.json``."""
 
     workers: int
     ports: list[int]
@@ -115,7 +115,7 @@ def worker_command(args: list[str]) -> list[str]:
 def is_native_log(line: str) -> bool:
     """True for a C++ log line of TensorFlow, abseil or gRPC (see :data:`NATIVE_LOG`).
 
-    :func:`launch` keeps these out of its sink when it writes worker log files.
+    :func:`launch_workers` keeps these out of its sink when it writes worker log files.
     """
     return bool(NATIVE_LOG.match(line))
 
@@ -175,7 +175,60 @@ def _kill_group(proc: subprocess.Popen) -> None:
         os.killpg(proc.pid, signal.SIGKILL)
 
 
-def launch(
+def _start_worker(
+    argv: list[str], index: int, env: dict[str, str], stream_args: tuple
+) -> tuple[subprocess.Popen, threading.Thread]:
+    """Start worker ``index`` with environment ``env`` in its own process group,
+    and a thread copying its output (:func:`_stream` with ``stream_args``)."""
+    proc = subprocess.Popen(
+        argv,
+        env={**env, "PYTHONUNBUFFERED": "1"},
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        bufsize=1,
+        start_new_session=True,  # its own process group, killed as one
+    )
+    thread = threading.Thread(target=_stream, args=(proc, index, *stream_args))
+    thread.daemon = True
+    thread.start()
+    return proc, thread
+
+
+def _wait(
+    procs: list[subprocess.Popen], failures: _Failures, deadline: float, timeout: float
+) -> str:
+    """Wait until every worker exits 0 (returns ``""``), one fails or the
+    ``deadline`` passes (returns what went wrong)."""
+    while True:
+        codes = [p.poll() for p in procs]
+        bad = [(i, c) for i, c in enumerate(codes) if c not in (None, 0)]
+        if bad:
+            first = failures.order[0] if failures.order else bad[0][0]
+            return f"worker {first} exited with {procs[first].poll()}"
+        if all(c == 0 for c in codes):
+            return ""
+        if time.perf_counter() > deadline:
+            return f"timed out after {timeout:g} s"
+        time.sleep(0.1)
+
+
+def _stop(
+    procs: list[subprocess.Popen], threads: list[threading.Thread], failed: str
+) -> None:
+    """Kill what still runs (every worker's group after a failure) and reap it:
+    the survivors of a failure would wait for the dead worker forever."""
+    for proc in procs:
+        if proc.poll() is None or failed:
+            _kill_group(proc)
+    for proc in procs:
+        with contextlib.suppress(subprocess.TimeoutExpired):
+            proc.wait(timeout=10)
+    for thread in threads:
+        thread.join(timeout=5)
+
+
+def launch_workers(
     command: list[str],
     workers: int = 2,
     *,
@@ -208,14 +261,13 @@ def launch(
     Returns
     -------
     LaunchResult
-        ``ok`` is true when every worker exited 0.
+        ``ok`` is true when every worker exited 0. Used in chapter 5.
     """
     if workers < 1:
         raise ValueError(f"workers must be >= 1, got {workers}")
     if timeout <= 0:
         raise ValueError(f"timeout must be > 0, got {timeout}")
     argv = worker_command(command)
-    sink = sink or sys.stderr
     ports = free_ports(workers)
     report_path = Path(output_dir) / "launch.json" if output_dir else None
     log_paths = [None] * workers
@@ -227,8 +279,7 @@ def launch(
         previous = signal.signal(signal.SIGTERM, _terminate)  # → the finally below
     procs: list[subprocess.Popen] = []
     threads: list[threading.Thread] = []
-    lock = threading.Lock()
-    failures = _Failures()
+    lock, failures = threading.Lock(), _Failures()
     start = time.perf_counter()
     failed = ""
     try:
@@ -238,50 +289,16 @@ def launch(
                 **(env or {}),
                 **((worker_env or {}).get(index, {})),
                 "TF_CONFIG": json.dumps(tf_config(ports, index)),
-                "PYTHONUNBUFFERED": "1",
             }
-            proc = subprocess.Popen(
-                argv,
-                env=worker_vars,
-                stdout=subprocess.PIPE,
-                stderr=subprocess.STDOUT,
-                text=True,
-                bufsize=1,
-                start_new_session=True,  # its own process group, killed as one
-            )
+            stream_args = (sink or sys.stderr, lock, log_paths[index], failures)
+            proc, thread = _start_worker(argv, index, worker_vars, stream_args)
             procs.append(proc)
-            thread = threading.Thread(
-                target=_stream,
-                args=(proc, index, sink, lock, log_paths[index], failures),
-            )
-            thread.daemon = True
-            thread.start()
             threads.append(thread)
         if report_path:
             write_json(report_path, {"ports": ports, "pids": [p.pid for p in procs]})
-        deadline = start + timeout
-        while True:
-            codes = [p.poll() for p in procs]
-            bad = [(i, c) for i, c in enumerate(codes) if c not in (None, 0)]
-            if bad:
-                first = failures.order[0] if failures.order else bad[0][0]
-                failed = f"worker {first} exited with {procs[first].poll()}"
-                break
-            if all(c == 0 for c in codes):
-                break
-            if time.perf_counter() > deadline:
-                failed = f"timed out after {timeout:g} s"
-                break
-            time.sleep(0.1)
+        failed = _wait(procs, failures, start + timeout, timeout)
     finally:
-        for proc in procs:  # the survivors would wait for the dead one forever
-            if proc.poll() is None or failed:
-                _kill_group(proc)
-        for proc in procs:
-            with contextlib.suppress(subprocess.TimeoutExpired):
-                proc.wait(timeout=10)
-        for thread in threads:
-            thread.join(timeout=5)
+        _stop(procs, threads, failed)
         if previous is not None:
             signal.signal(signal.SIGTERM, previous)
     result = LaunchResult(

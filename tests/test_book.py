@@ -6,31 +6,31 @@ import json
 import pytest
 from conftest import REPO
 
-from cnnlearn import cli, runner
+from cnnlearn import book, cli
 
 BOOK = REPO / "book"
 
 
 def test_parse_params():
-    params = runner.parse_params(["epochs=10", "dataset=fashion_mnist", "x=None",
+    params = book.parse_params(["epochs=10", "dataset=fashion_mnist", "x=None",
                                   "lr=1e-3", "name='a=b'"])  # fmt: skip
     assert params == {"epochs": 10, "dataset": "fashion_mnist", "x": None,
                       "lr": 0.001, "name": "a=b"}  # fmt: skip
     with pytest.raises(ValueError, match="expected --param NAME=VALUE, got 'epochs'"):
-        runner.parse_params(["epochs"])
+        book.parse_params(["epochs"])
 
 
 def test_find_chapters():
-    assert runner.find_chapters(["04"])[0].name == "04_mnist_training.ipynb"
-    assert runner.find_chapters(["4", "04_mnist_training"])[0].stem.startswith("04")
-    assert len(runner.find_chapters([])) == len(list(BOOK.glob("*.ipynb")))
+    assert book.find_chapters(["04"])[0].name == "04_mnist_training.ipynb"
+    assert book.find_chapters(["4", "04_mnist_training"])[0].stem.startswith("04")
+    assert len(book.find_chapters([])) == len(list(BOOK.glob("*.ipynb")))
     with pytest.raises(ValueError, match="unknown chapter '99'"):
-        runner.find_chapters(["99"])
+        book.find_chapters(["99"])
 
 
-def test_plan_checks_parameter_names():
-    chapters = runner.find_chapters(["01", "04"])
-    steps = runner.plan(chapters, "gpu", "mixed_float16", {"epochs": 10})
+def test_check_parameters_checks_parameter_names():
+    chapters = book.find_chapters(["01", "04"])
+    steps = book.check_parameters(chapters, "gpu", "mixed_float16", {"epochs": 10})
     ch1, ch4 = steps
     assert ch4["parameters"] == {
         "device": "gpu",
@@ -39,7 +39,7 @@ def test_plan_checks_parameter_names():
     }
     assert {"epochs", "precision"} <= set(ch1["skipped"]) and not ch4["skipped"]
     with pytest.raises(ValueError, match="unknown parameter"):
-        runner.plan(chapters, params={"epochz": 10})
+        book.check_parameters(chapters, params={"epochz": 10})
 
 
 @pytest.mark.parametrize(

@@ -11,15 +11,28 @@ numbers in its ``metrics.json`` files) and whether it passed.
 from __future__ import annotations
 
 import ast
+import json
 import platform
 import time
 from pathlib import Path
 
-from cnnlearn._io import write_json
+from cnnlearn._io import find_upward, write_json
 
-__all__ = ["BOOK_DIR", "find_chapters", "parse_params", "plan", "run_book"]
+__all__ = ["book_dir", "check_parameters", "find_chapters", "parse_params", "run_book"]
 
-BOOK_DIR = Path(__file__).resolve().parent.parent / "book"
+
+def book_dir(path: str | Path | None = None) -> Path:
+    """The chapters' folder: ``path``, or ``book/`` beside the ``_toc.yml`` found
+    from the working directory up (see :func:`cnnlearn._io.find_upward`)."""
+    if path is not None:
+        return Path(path)
+    toc = find_upward("_toc.yml")
+    if toc is None:
+        raise FileNotFoundError(
+            f"no _toc.yml in {Path.cwd()} or above: run inside a cnnlearn checkout "
+            "or pass the book folder"
+        )
+    return toc.parent / "book"
 
 
 def parse_params(items: list[str]) -> dict:
@@ -41,10 +54,10 @@ def parse_params(items: list[str]) -> dict:
     return params
 
 
-def find_chapters(names: list[str], book_dir: str | Path | None = None) -> list[Path]:
+def find_chapters(names: list[str], book_path: str | Path | None = None) -> list[Path]:
     """The chapter notebooks named by number (``"04"``, ``"4"``), stem
     (``"04_mnist_training"``) or path; all of them for an empty list."""
-    book = Path(book_dir) if book_dir is not None else BOOK_DIR
+    book = book_dir(book_path)
     chapters = sorted(book.glob("*.ipynb"))
     if not chapters:
         raise FileNotFoundError(f"no chapter notebooks (*.ipynb) in {book}")
@@ -66,7 +79,7 @@ def find_chapters(names: list[str], book_dir: str | Path | None = None) -> list[
     return found
 
 
-def plan(
+def check_parameters(
     chapters: list[Path],
     device: str = "auto",
     precision: str | None = None,
@@ -79,7 +92,7 @@ def plan(
     selected chapter declares is an error. Returns per chapter the parameters
     to inject and those skipped.
     """
-    import papermill
+    import papermill  # optional: in the "dev" extra, not a core dependency
 
     wanted = {"device": device, **(params or {})}
     if precision is not None:
@@ -112,8 +125,6 @@ def plan(
 
 def _key_metrics(directory: Path) -> dict:
     """The scalar numbers of every ``metrics.json`` a chapter wrote."""
-    import json
-
     found = {}
     for path in sorted(directory.rglob("metrics.json")):
         try:
@@ -129,7 +140,8 @@ def _key_metrics(directory: Path) -> dict:
     return found
 
 
-def _guard(output: Path, book: Path) -> None:
+def _refuse_inside_book(output: Path, book: Path) -> None:
+    """Raise unless ``output`` lies outside the book: never over its notebooks."""
     output = output.resolve()
     if output == book.resolve() or book.resolve() in output.parents:
         raise ValueError(
@@ -146,7 +158,7 @@ def run_book(
     precision: str | None = None,
     params: dict | None = None,
     timeout: float = 1800.0,
-    book_dir: str | Path | None = None,
+    book_path: str | Path | None = None,
     kernel_name: str = "python3",
 ) -> dict:
     """Execute chapters with papermill; write them and ``summary.json``.
@@ -160,7 +172,8 @@ def run_book(
         ``output_dir``) and ``summary.json``. It may not lie inside the book.
     device, precision, params
         Injected where a chapter's ``parameters`` cell declares them (see
-        :func:`plan`); ``precision=None`` leaves each chapter's default.
+        :func:`check_parameters`); ``precision=None`` leaves each chapter's
+        default.
     timeout
         Seconds per cell.
 
@@ -171,14 +184,16 @@ def run_book(
         ``seconds``, ``ok``, ``error`` and ``metrics``. A failed chapter does not
         stop the others. Used in chapter 5.
     """
-    import papermill
-
+    # Imported here: training's software versions load TensorFlow, which
+    # finding and checking chapters does not need.
     from cnnlearn.train import versions
 
-    book = Path(book_dir) if book_dir is not None else BOOK_DIR
+    book = book_dir(book_path)
     out = Path(output_dir)
-    _guard(out, book)
-    steps = plan(find_chapters(chapters or [], book), device, precision, params)
+    _refuse_inside_book(out, book)
+    steps = check_parameters(
+        find_chapters(chapters or [], book), device, precision, params
+    )
     out.mkdir(parents=True, exist_ok=True)
     summary = {
         "device": device,
@@ -189,32 +204,55 @@ def run_book(
         "chapters": [],
     }
     for step in steps:
-        chapter_out = (out / step["chapter"]).resolve()
-        injected = {**step["parameters"], "output_dir": str(chapter_out)}
-        executed = out / f"{step['chapter']}.ipynb"
-        record = {
-            "chapter": step["chapter"],
-            "executed": str(executed),
-            "parameters": injected,
-            "skipped_parameters": step["skipped"],
-        }
-        start = time.perf_counter()
-        try:
-            papermill.execute_notebook(
-                str(step["path"]),
-                str(executed),
-                parameters=injected,
-                cwd=str(book),
-                kernel_name=kernel_name,
-                progress_bar=False,
-                execution_timeout=timeout,
-            )
-            record.update(ok=True, error="")
-        except Exception as exc:  # noqa: BLE001  (recorded: the others still run)
-            text = f"{type(exc).__name__}: {' '.join(str(exc).split())}"
-            record.update(ok=False, error=text[:2000])
-        record["seconds"] = time.perf_counter() - start
-        record["metrics"] = _key_metrics(chapter_out) if chapter_out.is_dir() else {}
-        summary["chapters"].append(record)
+        summary["chapters"].append(
+            _run_chapter(step, out, book, timeout=timeout, kernel_name=kernel_name)
+        )
         write_json(out / "summary.json", summary)
     return summary
+
+
+def _run_chapter(
+    step: dict,
+    output_dir: Path,
+    book: Path,
+    *,
+    timeout: float = 1800.0,
+    kernel_name: str = "python3",
+) -> dict:
+    """Execute one chapter of :func:`check_parameters`' ``steps`` with papermill.
+
+    The executed notebook goes to ``output_dir/<chapter>.ipynb``, the chapter's
+    own files to ``output_dir/<chapter>/``. Returns its record for
+    ``summary.json``: the injected ``parameters``, ``skipped_parameters``,
+    ``ok``, ``error``, ``seconds`` and the ``metrics`` it wrote. A failure is
+    recorded, not raised, so the other chapters still run.
+    """
+    import papermill  # optional: in the "dev" extra, not a core dependency
+
+    chapter_out = (output_dir / step["chapter"]).resolve()
+    injected = {**step["parameters"], "output_dir": str(chapter_out)}
+    executed = output_dir / f"{step['chapter']}.ipynb"
+    record = {
+        "chapter": step["chapter"],
+        "executed": str(executed),
+        "parameters": injected,
+        "skipped_parameters": step["skipped"],
+    }
+    start = time.perf_counter()
+    try:
+        papermill.execute_notebook(
+            str(step["path"]),
+            str(executed),
+            parameters=injected,
+            cwd=str(book),
+            kernel_name=kernel_name,
+            progress_bar=False,
+            execution_timeout=timeout,
+        )
+        record.update(ok=True, error="")
+    except Exception as exc:  # noqa: BLE001  (recorded: the others still run)
+        text = f"{type(exc).__name__}: {' '.join(str(exc).split())}"
+        record.update(ok=False, error=text[:2000])
+    record["seconds"] = time.perf_counter() - start
+    record["metrics"] = _key_metrics(chapter_out) if chapter_out.is_dir() else {}
+    return record

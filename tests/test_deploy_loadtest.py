@@ -1,0 +1,41 @@
+"""cnnlearn.deploy.loadtest: the server subprocess and the load generator."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+from deploy_helpers import build
+
+from cnnlearn.deploy import client, loadtest
+
+
+def test_a_server_that_cannot_start_is_reported(tmp_path):
+    with pytest.raises(RuntimeError, match="server exited with 1"):
+        loadtest.start_server(tmp_path / "missing", tmp_path / "srv", timeout=120)
+
+
+@pytest.mark.slow
+def test_start_load_traffic_stop(tmp_path_factory, tmp_path, data_dir):
+    built = build(tmp_path_factory.getbasetemp() / "deploy", data_dir)
+    server = loadtest.start_server(built.base / "mnist", tmp_path / "srv")
+    with server:
+        assert server.running and server.url.startswith("http://127.0.0.1:")
+        body = json.dumps(client.predict_body(built.x_test[:1])).encode()
+        request = loadtest.http_request("/v1/models/mnist:predict", body)
+        result = loadtest.load(server.url, request, clients=2, seconds=1, warmup=0.2)
+        assert result["requests"] > 0 and result["errors"] == 0
+        assert result["p50_ms"] <= result["p99_ms"]
+        bad = loadtest.http_request("/v1/models/mnist:predict", b"{}")
+        result = loadtest.load(server.url, bad, clients=1, seconds=0.5, warmup=0)
+        assert result["requests"] == 0 and result["errors"] > 0
+        assert result["first_errors"][0].startswith("400")
+        with loadtest.BackgroundTraffic(server.url, "mnist", {"instances": []}) as t:
+            assert t.wait_for("1", consecutive=3, timeout=2) is False
+        assert t.failures and not t.versions
+        with loadtest.BackgroundTraffic(
+            server.url, "mnist", client.predict_body(built.x_test_uint8[:2], "b64")
+        ) as traffic:
+            assert traffic.wait_for("1", consecutive=3, timeout=60)
+        assert traffic.failures == []
+    assert not server.running and server.process.returncode == 0
