@@ -18,3 +18,11 @@ def test_show_source_is_the_running_code_in_one_fenced_block():
 def test_show_source_needs_something_to_show():
     with pytest.raises(ValueError, match="at least one"):
         show_source()
+
+
+def test_a_method_is_dedented():
+    class Box:
+        def size(self) -> int:
+            return 1
+
+    assert show_source(Box.size).startswith("```python\ndef size(self)")

@@ -8,17 +8,19 @@ from the running code with :func:`inspect.getsource`.
 from __future__ import annotations
 
 import inspect
+import textwrap
 
 __all__ = ["show_source"]
 
 
 def show_source(*objects) -> str:
-    """The source of each function or class, as one fenced Markdown block.
+    """The source of each function, method or class, as one fenced Markdown block
+    (a method dedented to the left margin).
 
     Returns Markdown text; a chapter shows it with
     ``IPython.display.Markdown(report.show_source(ops.conv2d_naive))``.
     """
     if not objects:
         raise ValueError("show_source needs at least one function or class")
-    parts = [inspect.getsource(obj).rstrip() for obj in objects]
-    return "```python\n" + "\n\n\n".join(parts) + "\n```"
+    parts = [textwrap.dedent(inspect.getsource(obj)).rstrip() for obj in objects]
+    return "```python\n" + "\n\n".join(parts) + "\n```"
