@@ -20,12 +20,10 @@ Writes ``benchmarks/results/compression.json``, which chapter 6 reads:
     python benchmarks/compression.py --skip seed --output b.json   # in parallel
     python benchmarks/compression.py --merge a.json b.json
 
-The committed results file was merged (``--merge``) from: three parallel
-``--seed-list N --no-peer --skip latency strong distill --frontier-epochs 5``
-runs for the seed CNN rows (the seeded baselines retrain bit for bit, so every
-seed's rows share one baseline); an earlier full file for the tfmot peer (on
-seed 0's identical baseline), the strong CNN and distillation; and a
-``--skip seed strong distill`` run for the latency step, on a quiet machine.
+The committed results file was merged (``--merge``) from two runs on a quiet
+machine: one full ``--frontier-epochs 5`` run (about 14 minutes on 2 cores) and a
+``--skip seed strong distill`` run that re-measured the latency step after a fix
+(the seed CNN section used to overwrite its LiteRT numbers).
 Each run records its provenance (commit, command, config, machine, load) and
 each row when it was measured and the training plan where it trained. A merged
 file has no file-level config: every row carries its part's config, and each
