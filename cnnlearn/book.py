@@ -17,8 +17,17 @@ import time
 from pathlib import Path
 
 from cnnlearn._io import find_upward, write_json
+from cnnlearn.config import check_device_name
 
-__all__ = ["book_dir", "check_parameters", "find_chapters", "parse_params", "run_book"]
+__all__ = [
+    "book_dir",
+    "check_parameters",
+    "device_note",
+    "device_use",
+    "find_chapters",
+    "parse_params",
+    "run_book",
+]
 
 
 def book_dir(path: str | Path | None = None) -> Path:
@@ -105,6 +114,7 @@ def check_parameters(
             f"unknown parameter(s) {', '.join(unknown)}: the chapters "
             f"{', '.join(c.stem for c in chapters)} declare {sorted(everywhere)}"
         )
+    check_device_name(device)  # the name now; run_book checks it is there
     steps = []
     for chapter in chapters:
         names = declared[chapter]
@@ -118,9 +128,34 @@ def check_parameters(
                 "path": chapter,
                 "parameters": {k: v for k, v in wanted.items() if k in names},
                 "skipped": sorted(k for k in wanted if k not in names),
+                "device_use": device_use(chapter),
             }
         )
     return steps
+
+
+def device_use(chapter: str | Path) -> dict[str, str]:
+    """What a chapter runs on the device it is given, and what runs on the CPU
+    whatever the device: its notebook metadata ``cnnlearn.device_use``
+    (``{"device": ..., "cpu": ...}``), shown by ``cnnlearn book run --dry-run``."""
+    meta = json.loads(Path(chapter).read_text(encoding="utf-8"))["metadata"]
+    use = meta.get("cnnlearn", {}).get("device_use") or {}
+    if not {"device", "cpu"} <= set(use):
+        raise ValueError(f"{Path(chapter).name}: no cnnlearn.device_use metadata")
+    return use
+
+
+def device_note(chapter: str, device: str = "auto") -> str:
+    """One line for a chapter's output: the device asked for, the one it got
+    (:func:`cnnlearn.compute.resolve_device`) and what runs where."""
+    from cnnlearn import compute  # Keras: only when a chapter asks
+
+    (path,) = find_chapters([chapter])
+    use = device_use(path)
+    return (
+        f"device={device!r} → {compute.resolve_device(device)}. "
+        f"On it: {use['device']}. On the CPU whatever the device: {use['cpu']}."
+    )
 
 
 def _key_metrics(directory: Path) -> dict:
@@ -184,8 +219,9 @@ def run_book(
         ``seconds``, ``ok``, ``error`` and ``metrics``. A failed chapter does not
         stop the others. Used in chapter 5.
     """
-    # Imported here: training's software versions load TensorFlow, which
-    # finding and checking chapters does not need.
+    # Imported here: the device check and training's software versions load
+    # TensorFlow, which finding and checking chapters does not need.
+    from cnnlearn import compute
     from cnnlearn.train import versions
 
     book = book_dir(book_path)
@@ -194,6 +230,7 @@ def run_book(
     steps = check_parameters(
         find_chapters(chapters or [], book), device, precision, params
     )
+    compute.resolve_device(device)  # once, before any chapter starts
     out.mkdir(parents=True, exist_ok=True)
     summary = {
         "device": device,

@@ -12,7 +12,9 @@ runs the fastest path that learns as well as the plain one
 from __future__ import annotations
 
 import contextlib
+import functools
 import math
+import os
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -21,6 +23,8 @@ import cnnlearn._tf  # noqa: F401  (quiet TensorFlow start-up; before Keras)
 # isort: split
 import keras
 import numpy as np
+
+from cnnlearn.config import check_device_name
 
 __all__ = [
     "PIPELINES",
@@ -33,7 +37,9 @@ __all__ = [
     "native_bf16",
     "plan",
     "resolve_device",
+    "tpu_strategy",
 ]
+
 
 PRECISIONS = ("float32", "mixed_bfloat16", "mixed_float16")
 PIPELINES = ("tf.data", "numpy", "dataset")
@@ -62,20 +68,69 @@ _BF16_FLAGS = {
 
 
 def resolve_device(device: str = "auto") -> str:
-    """Map ``"auto"``, ``"cpu"`` or ``"gpu"`` to a device name such as ``"/GPU:0"``.
+    """Map a device name (:data:`cnnlearn.config.DEVICES`) to ``"/CPU:0"``,
+    ``"/GPU:0"`` or ``"/TPU:0"``.
 
-    ``"auto"`` takes the first GPU if there is one. Asking for a GPU that does
-    not exist is an error rather than a silent fall-back to the CPU.
+    ``"auto"`` takes a TPU if one is attached, else the first GPU, else the
+    CPU. Asking for a device that is not there is a one-line
+    :class:`ValueError`, never a silent fall-back to the CPU, so a run fails
+    before it loads data (chapter 5; ``cnnlearn book run --device`` checks it
+    once for the whole book).
     """
-    device = device.lower()
-    if device not in {"auto", "cpu", "gpu"}:
-        raise ValueError(f"unknown device {device!r}: expected auto, cpu or gpu")
-    gpus = _gpu_count()
-    if device == "gpu" and gpus == 0:
-        raise ValueError("device='gpu' was asked for, but no GPU is visible")
-    if device == "cpu" or gpus == 0:
+    name = check_device_name(device)
+    backend = keras.config.backend()
+    if name == "tpu" and not _tpu_attached():
+        raise ValueError(
+            f"device='tpu' was asked for, but no TPU is attached (Keras backend "
+            f"{backend}: no TPU device, no /dev/accel0, TPU_NAME unset)"
+        )
+    if name == "gpu" and not _gpu_count():
+        raise ValueError(
+            f"device='gpu' was asked for, but no GPU is visible (Keras backend "
+            f"{backend})"
+        )
+    if name == "tpu" or (name == "auto" and _tpu_attached()):
+        return "/TPU:0"
+    if name == "cpu" or not _gpu_count():
         return "/CPU:0"
     return "/GPU:0"
+
+
+def _tpu_attached() -> bool:
+    """A TPU this process can use: JAX lists one; for TensorFlow, a local TPU
+    VM's device file or a named TPU (``TPU_NAME``) that the resolver connects to."""
+    if keras.config.backend() == "jax":
+        import jax
+
+        return any(d.platform == "tpu" for d in jax.devices())
+    if keras.config.backend() != "tensorflow":
+        return False
+    local = os.path.exists("/dev/accel0") or os.path.exists("/dev/vfio/0")
+    return local or bool(os.environ.get("TPU_NAME"))
+
+
+@functools.cache
+def tpu_strategy():
+    """``tf.distribute.TPUStrategy`` on the attached TPU, connected once per process.
+
+    A TPU that the resolver cannot reach is a one-line :class:`ValueError`.
+    Used by :func:`cnnlearn.train.fit` and :func:`cnnlearn.distribute.make_strategy`
+    for ``device="tpu"`` on TensorFlow (chapter 5).
+    """
+    import tensorflow as tf
+
+    local = os.path.exists("/dev/accel0") or os.path.exists("/dev/vfio/0")
+    name = os.environ.get("TPU_NAME") or ("local" if local else None)
+    try:
+        resolver = tf.distribute.cluster_resolver.TPUClusterResolver(tpu=name)
+        tf.config.experimental_connect_to_cluster(resolver)
+        tf.tpu.experimental.initialize_tpu_system(resolver)
+    except (ValueError, RuntimeError, tf.errors.OpError) as exc:
+        message = " ".join(str(exc).split())
+        raise ValueError(
+            f"device='tpu' was asked for, but no TPU was found: {message}"
+        ) from exc
+    return tf.distribute.TPUStrategy(resolver)
 
 
 def _gpu_count() -> int:
@@ -92,16 +147,20 @@ def _gpu_count() -> int:
 
 
 def device_scope(device: str):
-    """A context manager that places ops on ``device`` (``"/CPU:0"``, ``"/GPU:0"``)."""
+    """A context manager that places ops on ``device`` (``"/CPU:0"``,
+    ``"/GPU:0"``, ``"/TPU:0"``; on TensorFlow a TPU means the scope of
+    :func:`tpu_strategy`, where a model's variables must be created)."""
     backend = keras.config.backend()
     if backend == "tensorflow":
         import tensorflow as tf
 
+        if device.startswith("/TPU"):
+            return tpu_strategy().scope()
         return tf.device(device)
     if backend == "jax":
         import jax
 
-        kind = "gpu" if device.startswith("/GPU") else "cpu"
+        kind = device[1:4].lower()  # "cpu", "gpu" or "tpu"
         return jax.default_device(jax.devices(kind)[0])
     return contextlib.nullcontext()
 
@@ -238,6 +297,8 @@ def _pick_steps_per_execution(data, batch_size: int) -> tuple[int, str]:
 
 def _pick_precision(device: str, flags: set[str], capability) -> tuple[str, str]:
     """Half precision where the hardware has native units for it, else float32."""
+    if device.startswith("/TPU"):
+        return "mixed_bfloat16", "TPUs multiply in bfloat16 natively (their MXUs)"
     if device.startswith("/GPU"):
         if capability is None:
             return "float32", "the GPU's compute capability is unknown"
@@ -290,7 +351,7 @@ def plan(
     data
         The training data: ``(x, y)`` arrays, or a ``tf.data.Dataset``.
     device
-        ``"auto"``, ``"cpu"`` or ``"gpu"``.
+        One of :data:`cnnlearn.config.DEVICES` (see :func:`resolve_device`).
     batch_size
         The training recipe's batch size.
     batch_scale
@@ -315,9 +376,9 @@ def plan(
         raise ValueError(f"batch_size must be >= 1, got {batch_size}")
     # What the machine has.
     device_name = resolve_device(device)
-    on_accelerator = device_name.startswith("/GPU")
+    on_accelerator = device_name.startswith(("/GPU", "/TPU"))
     flags = cpu_flags() if flags is None else flags
-    if capability is None and on_accelerator:
+    if capability is None and device_name.startswith("/GPU"):
         capability = gpu_capability()
     reasons = {"device": f"device={device!r}"}
     if model is not None:

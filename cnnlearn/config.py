@@ -18,7 +18,24 @@ from typing import TYPE_CHECKING
 if TYPE_CHECKING:  # annotations only: the CLI imports this module before --help
     import numpy as np
 
-__all__ = ["RunConfig", "RunData", "load_data"]
+__all__ = ["DEVICES", "RunConfig", "RunData", "check_device_name", "load_data"]
+
+# The book's one device vocabulary: every chapter's ``device`` parameter, every
+# CLI verb's ``--device``, every run routine. :func:`check_device_name` checks a
+# name; :func:`cnnlearn.compute.resolve_device` also checks that the device is
+# there and maps it to the one a run uses.
+DEVICES = ("auto", "cpu", "gpu", "tpu")
+
+
+def check_device_name(device: str) -> str:
+    """``device`` in lower case if it is one of :data:`DEVICES`, else a one-line
+    :class:`ValueError` that lists them."""
+    name = str(device).lower()
+    if name not in DEVICES:
+        raise ValueError(
+            f"unknown device {device!r}: expected one of {', '.join(DEVICES)}"
+        )
+    return name
 
 
 @dataclass(frozen=True)
@@ -43,7 +60,7 @@ class RunConfig:
     epochs, batch_size : int, optional
         ``None``: the model's :class:`~cnnlearn.models.ModelSpec` defaults.
     device : str
-        ``"auto"``, ``"cpu"``, ``"gpu"`` or ``"tpu"``.
+        One of :data:`DEVICES`.
     plan : dict
         Overrides of :func:`cnnlearn.compute.plan`'s choices (precision,
         batch_scale, ...), for the runs that use a training plan.
@@ -69,6 +86,7 @@ class RunConfig:
             raise ValueError(
                 f"validation_split must be in [0, 1), got {self.validation_split}"
             )
+        check_device_name(self.device)
         for name in ("epochs", "batch_size"):
             value = getattr(self, name)
             if value is not None and value < 1:
@@ -81,7 +99,7 @@ class RunConfig:
     def resolved(self) -> RunConfig:
         """A copy whose ``epochs`` and ``batch_size`` are the model's defaults
         where they are ``None`` (an unknown model raises :class:`ValueError`)."""
-        from cnnlearn import models
+        from cnnlearn import models  # on demand: Keras, after the CLI parsed its args
 
         spec = models.get_spec(self.model)
         return self.replace(
@@ -112,7 +130,7 @@ class RunData:
 def load_data(config: RunConfig) -> RunData:
     """Load ``config.dataset``, keep its seeded ``data_fraction`` of the training
     set and preprocess both splits: the one load sequence of every run verb."""
-    from cnnlearn import data
+    from cnnlearn import data  # on demand, as above
 
     (x_train, y_train), (x_test, y_test) = data.load_dataset(
         config.dataset, config.data_dir

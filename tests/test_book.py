@@ -83,3 +83,59 @@ def test_run_one_chapter_with_tiny_parameters(tmp_path, data_dir):
     assert metrics["n_train"] + metrics["n_val"] == 1200
     assert 0.5 < metrics["test_accuracy"] <= 1.0
     assert hashlib.sha256(source.read_bytes()).hexdigest() == before
+
+
+@pytest.mark.parametrize("device", ["gpu", "tpu"])
+def test_a_missing_device_stops_the_whole_book_before_any_chapter(
+    capsys, tmp_path, device
+):
+    from cnnlearn import compute
+
+    try:
+        compute.resolve_device(device)
+        pytest.skip(f"this machine has a {device}")
+    except ValueError:
+        pass
+    out = tmp_path / "out"
+    assert cli.main(["book", "run", "--device", device, "--output-dir", str(out)]) == 1
+    err = capsys.readouterr().err
+    assert f"device='{device}' was asked for" in err and err.count("\n") == 1
+    assert not out.exists()  # no chapter started, nothing written
+
+
+def test_every_chapter_says_what_runs_on_the_device():
+    for chapter in book.find_chapters([]):
+        use = book.device_use(chapter)
+        assert use["device"] and use["cpu"], chapter.name
+    note = book.device_note("02", "cpu")
+    assert note.startswith("device='cpu' → /CPU:0. On it: Keras training")
+    assert "NumPy convolution" in note
+
+
+def test_dry_run_lists_the_device_use_and_runs_nothing(capsys, tmp_path):
+    out = tmp_path / "plan"
+    assert (
+        cli.main(["book", "run", "--device", "tpu", "--dry-run", "--output", str(out)])
+        == 0
+    )
+    plan = json.loads((out / "plan.json").read_text())
+    assert plan["device"] == "tpu" and len(plan["chapters"]) == len(
+        book.find_chapters([])
+    )
+    assert all(c["parameters"]["device"] == "tpu" for c in plan["chapters"])
+    assert "02_convolution_math: on tpu:" in capsys.readouterr().err
+    assert sorted(p.name for p in out.iterdir()) == ["plan.json"]
+    assert (
+        cli.main(["book", "run", "--device", "npu", "--dry-run", "--output", str(out)])
+        == 1
+    )
+    assert "unknown device 'npu'" in capsys.readouterr().err
+
+
+@pytest.mark.slow
+def test_every_chapter_runs_with_device_cpu(tmp_path, data_dir):
+    """nbval runs every chapter at its defaults (``device="auto"``); this runs
+    them all again through papermill with ``device="cpu"``."""
+    summary = book.run_book([], output_dir=tmp_path / "cpu", device="cpu")
+    failed = {c["chapter"]: c["error"] for c in summary["chapters"] if not c["ok"]}
+    assert not failed and len(summary["chapters"]) == len(book.find_chapters([]))

@@ -45,7 +45,8 @@ def test_bad_arguments_exit_2_with_one_line(capsys, args, message):
         (["train", "--model", "vgg"], "unknown model 'vgg'"),
         (["train", "--dataset", "cifar"], "unknown dataset 'cifar'"),
         (["train", "--data-dir", "/nonexistent"], "expected the mnist IDX files"),
-        (["train", "--device", "tpu"], "unknown device 'tpu'"),
+        (["train", "--device", "tpu"], "device='tpu' was asked for"),
+        (["train", "--device", "npu"], "unknown device 'npu'"),
         (["evaluate", "--model", "missing.keras"], "model file not found"),
     ],
 )

@@ -20,6 +20,26 @@ def test_devices():
     if compute._gpu_count() == 0:
         with pytest.raises(ValueError, match="no GPU"):
             compute.resolve_device("gpu")
+    if not compute._tpu_attached():
+        with pytest.raises(ValueError, match="device='tpu' was asked for, but no TPU"):
+            compute.resolve_device("TPU")
+
+
+def test_a_tpu_plans_bfloat16_and_xla(monkeypatch):
+    """No TPU here: the plan's TPU branch, with a TPU pretended attached."""
+    monkeypatch.setattr(compute, "_tpu_attached", lambda: True)
+    assert compute.resolve_device("tpu") == compute.resolve_device("auto") == "/TPU:0"
+    tpu = compute.plan(device="tpu", flags=X86_PLAIN)
+    assert tpu.device == "/TPU:0" and tpu.precision == "mixed_bfloat16"
+    assert tpu.jit_compile and "TPUs multiply in bfloat16" in tpu.reasons["precision"]
+
+
+def test_tpu_strategy_without_a_tpu_is_one_line(monkeypatch):
+    monkeypatch.delenv("TPU_NAME", raising=False)
+    compute.tpu_strategy.cache_clear()
+    with pytest.raises(ValueError, match="no TPU was found") as info:
+        compute.tpu_strategy()
+    assert "\n" not in str(info.value)
 
 
 def test_cpu_flags_from_cpuinfo(tmp_path):

@@ -4,15 +4,15 @@ import inspect
 
 import pytest
 
-from cnnlearn.config import load_data
+from cnnlearn.config import RunData, load_data
 from cnnlearn.report import show_source
 
 
 def test_show_source_is_the_running_code_in_one_fenced_block():
-    text = show_source(load_data, show_source)
+    text = show_source(load_data, RunData)
     assert text.startswith("```python\n") and text.endswith("\n```")
     assert inspect.getsource(load_data).rstrip() in text
-    assert text.count("```") == 2 and "def show_source(" in text
+    assert text.count("```") == 2 and "class RunData" in text
 
 
 def test_show_source_needs_something_to_show():

@@ -98,10 +98,12 @@ def test_run_training_checks_its_config_before_loading_data(tmp_path):
     missing = str(tmp_path / "no-data")  # loading first would fail differently
     with pytest.raises(ValueError, match="unknown model 'vgg'"):
         train.run_training(RunConfig("vgg", data_dir=missing), output_dir=tmp_path)
-    with pytest.raises(ValueError, match="unknown device 'tpu'"):
+    with pytest.raises(ValueError, match="device='tpu' was asked for"):
         train.run_training(
             RunConfig(device="tpu", data_dir=missing), output_dir=tmp_path
         )
+    with pytest.raises(ValueError, match="unknown device 'npu'"):
+        RunConfig(device="npu")
     assert not any(tmp_path.iterdir())
 
 

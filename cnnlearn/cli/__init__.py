@@ -120,6 +120,11 @@ def _add_book(verbs) -> None:
     run.add_argument("--param", action="append", default=[], metavar="NAME=VALUE")
     run.add_argument("--output-dir", "--output", dest="output", required=True)
     run.add_argument("--timeout", type=float, default=1800.0, help="per cell")
+    run.add_argument(
+        "--dry-run",
+        action="store_true",
+        help="list per chapter what would run on the device; run nothing",
+    )
 
 
 def _add_tune(verbs) -> None:
@@ -229,6 +234,8 @@ def _launch(args) -> str:
 def _book(args) -> str:
     from cnnlearn import book
 
+    if args.dry_run:
+        return _book_dry_run(args)
     summary = book.run_book(
         args.chapters,
         output_dir=args.output,
@@ -244,6 +251,31 @@ def _book(args) -> str:
         )
     n = len(summary["chapters"])
     return f"{n} chapters ok → {args.output}/summary.json"
+
+
+def _book_dry_run(args) -> str:
+    """``book run --dry-run``: the parameters and the device use of each chapter,
+    on stderr and in ``plan.json``; nothing runs and no device is needed."""
+    from pathlib import Path
+
+    from cnnlearn import book
+    from cnnlearn._io import write_json
+
+    steps = book.check_parameters(
+        book.find_chapters(args.chapters),
+        args.device,
+        args.precision,
+        book.parse_params(args.param),
+    )
+    plan = [{k: v for k, v in s.items() if k != "path"} for s in steps]
+    for step in plan:
+        use = step["device_use"]
+        say(f"{step['chapter']}: on {args.device}: {use['device']}; CPU: {use['cpu']}")
+    Path(args.output).mkdir(parents=True, exist_ok=True)
+    write_json(
+        Path(args.output) / "plan.json", {"device": args.device, "chapters": plan}
+    )
+    return f"{len(plan)} chapters planned, nothing run → {args.output}/plan.json"
 
 
 def _tune(args) -> str:

@@ -39,7 +39,6 @@ from cnnlearn.distribute.scaling import (
     scaled_learning_rate,
 )
 from cnnlearn.distribute.strategy import (
-    DEVICES,
     FAULT_ENV,
     STRATEGIES,
     choose_strategy,
@@ -54,7 +53,6 @@ from cnnlearn.distribute.strategy import (
 )
 
 __all__ = [
-    "DEVICES",
     "FAULT_ENV",
     "STRATEGIES",
     "DistributedHistory",

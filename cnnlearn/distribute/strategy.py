@@ -12,11 +12,12 @@ import cnnlearn._tf  # noqa: F401  (quiet TensorFlow start-up; before Keras)
 import keras
 import tensorflow as tf
 
+from cnnlearn import compute
 from cnnlearn.compute import PRECISIONS
+from cnnlearn.config import check_device_name
 from cnnlearn.progress import logger
 
 __all__ = [
-    "DEVICES",
     "FAULT_ENV",
     "STRATEGIES",
     "choose_strategy",
@@ -39,7 +40,6 @@ if not os.environ.get("CNNLEARN_VERBOSE"):
     # them all.
     tf.get_logger().setLevel(logging.ERROR)
 
-DEVICES = ("auto", "cpu", "gpu", "tpu")
 STRATEGIES = ("auto", "mirrored", "multi_worker", "tpu")
 
 FAULT_ENV = "CNNLEARN_FAULT_AT_STEP"  # "WORKER:STEP", fault injection for tests
@@ -126,9 +126,7 @@ def choose_strategy(
     ``"multi_worker"`` or ``"tpu"``. ``gpus``, ``cpus`` (logical devices) and
     ``tf_config`` default to what this process sees.
     """
-    device = device.lower()
-    if device not in DEVICES:
-        raise ValueError(f"unknown device {device!r}: expected one of {DEVICES}")
+    device = check_device_name(device)
     if gpus is None:
         gpus = len(tf.config.list_physical_devices("GPU"))
     config = task_info() if tf_config is None else tf_config
@@ -170,17 +168,7 @@ def make_strategy(kind: str) -> tf.distribute.Strategy:
         )
         return tf.distribute.MultiWorkerMirroredStrategy(communication_options=options)
     if kind == "tpu":
-        try:
-            local = os.path.exists("/dev/accel0") or os.path.exists("/dev/vfio/0")
-            name = os.environ.get("TPU_NAME") or ("local" if local else None)
-            resolver = tf.distribute.cluster_resolver.TPUClusterResolver(tpu=name)
-            tf.config.experimental_connect_to_cluster(resolver)
-            tf.tpu.experimental.initialize_tpu_system(resolver)
-        except (ValueError, RuntimeError, tf.errors.OpError) as exc:
-            raise ValueError(
-                f"device='tpu' was asked for, but no TPU was found: {exc}"
-            ) from exc
-        return tf.distribute.TPUStrategy(resolver)
+        return compute.tpu_strategy()
     raise ValueError(f"unknown strategy kind {kind!r}")
 
 

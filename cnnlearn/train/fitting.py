@@ -136,8 +136,10 @@ def fit(
         and the validation split. The initial weights were drawn when the model
         was built: build it with ``models.get_model(name, seed=seed)``.
     device
-        ``"auto"``, ``"cpu"`` or ``"gpu"``
-        (see :func:`cnnlearn.compute.resolve_device`).
+        One of :data:`cnnlearn.config.DEVICES` (``"auto"``, ``"cpu"``,
+        ``"gpu"``, ``"tpu"``; see :func:`cnnlearn.compute.resolve_device`). On
+        TensorFlow a TPU trains a copy of ``model`` built in TPUStrategy's
+        scope; the result holds that copy.
     output_dir
         Where checkpoints (``checkpoints/best.keras``) and TensorBoard logs
         (``logs/``) go when ``checkpoint`` or ``tensorboard`` is set.
@@ -171,10 +173,12 @@ def fit(
     (x_tr, y_tr), val = split_validation(x, y, validation_split, seed)
     plan = _resolve_plan(plan, model, (x_tr, y_tr), device, batch_size)
     steps = -(-len(x_tr) // plan.batch_size)
-    optimizer = _make_optimizer(
-        learning_rate * plan.learning_rate_scale, lr_schedule, epochs * steps, plan
-    )
-    _compile_for_plan(model, optimizer, plan)
+    model = _place_model(model, plan.device)
+    with compute.device_scope(plan.device):  # a TPU's variables: in its scope
+        optimizer = _make_optimizer(
+            learning_rate * plan.learning_rate_scale, lr_schedule, epochs * steps, plan
+        )
+        _compile_for_plan(model, optimizer, plan)
     monitor = "val_loss" if val is not None else "loss"
     cbs = [
         EpochTimer(),
@@ -301,6 +305,17 @@ def _feed(
     if val is not None:
         val = pipeline.make_dataset(*val, plan.eval_batch_size)
     return feed, val
+
+
+def _place_model(model: keras.Model, device: str) -> keras.Model:
+    """The model, or on TensorFlow with a TPU its copy built in TPUStrategy's
+    scope (a TPU holds only variables created there), with the same weights."""
+    if not device.startswith("/TPU") or keras.config.backend() != "tensorflow":
+        return model
+    with compute.device_scope(device):
+        placed = keras.models.clone_model(model)
+        placed.set_weights(model.get_weights())
+    return placed
 
 
 def _fit_on_device(
