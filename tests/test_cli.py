@@ -146,14 +146,16 @@ def test_run_verbs_hand_their_routine_one_config(monkeypatch, tmp_path):
     assert algorithm == "hyperband" and options["directory"] == out
 
     assert cli.main(["compress", "--model", "m.keras", "--method", "int8",
-                     "--data-fraction", "0.5", "--output", out]) == 0  # fmt: skip
+                     "--data-fraction", "0.5", "--device", "cpu",
+                     "--output", out]) == 0  # fmt: skip
     args, options = seen["compress"]
-    assert args == ("m.keras", "int8", out, RunConfig(epochs=2, data_fraction=0.5))
+    expected = RunConfig(epochs=2, data_fraction=0.5, device="cpu")
+    assert args == ("m.keras", "int8", out, expected)
 
     assert cli.main(["deploy", "--base-path", "b", "--train-model", "lenet5",
-                     "--output", out]) == 0  # fmt: skip
+                     "--device", "cpu", "--output", out]) == 0  # fmt: skip
     args, options = seen["deploy"]
-    assert args == (None, RunConfig(model="lenet5", epochs=1))
+    assert args == (None, RunConfig(model="lenet5", epochs=1, device="cpu"))
     assert options["base_path"] == "b" and options["compression"] is None
 
 
@@ -161,7 +163,7 @@ def test_run_verbs_hand_their_routine_one_config(monkeypatch, tmp_path):
     "args",
     [
         ["tune", "--model", "seed"],
-        ["compress", "--model", "m", "--method", "int8", "--device", "cpu"],
+        ["compress", "--model", "m", "--method", "int8", "--batch-size", "64"],
         ["deploy", "--base-path", "b", "--batch-size", "64"],
     ],
 )

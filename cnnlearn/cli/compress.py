@@ -30,7 +30,7 @@ def add_verb(verbs) -> None:
     compress.add_argument("--output", required=True, help="output directory")
     add_run_arguments(
         compress,
-        skip=("model", "validation_split", "batch_size", "device"),
+        skip=("model", "validation_split", "batch_size"),
         helps={"epochs": "prune, distill: fine-tuning epochs"},
         epochs=2,
     )

@@ -38,7 +38,7 @@ def add_verbs(verbs) -> None:
     deploy.add_argument("--train-model", default="seed")
     add_run_arguments(
         deploy,
-        skip=("model", "validation_split", "batch_size", "device"),
+        skip=("model", "validation_split", "batch_size"),
         helps={"epochs": "--train-model's epochs"},
         epochs=1,
     )

@@ -76,6 +76,7 @@ def _prune(model, data: RunData, config: RunConfig, sparsity: float):
         batch_size=config.batch_size or DEFAULT_BATCH_SIZE,
         validation_split=config.validation_split,
         seed=config.seed,
+        device=config.device,
         verbose=2,
     )
     return result, {"sparsity": prune.sparsity_report(result)}
@@ -101,6 +102,7 @@ def _distill(model, teacher, teacher_path, data: RunData, config: RunConfig):
         batch_size=config.batch_size or DEFAULT_BATCH_SIZE,
         validation_split=config.validation_split,
         seed=config.seed,
+        device=config.device,
         verbose=2,
     )
     return distiller.student, {
@@ -138,8 +140,8 @@ def compress_saved(
         The data (:func:`cnnlearn.config.load_data`: ``dataset``, ``data_dir``,
         ``data_fraction`` of the training set, ``seed``) and, for ``"prune"``
         and ``"distill"``, the fine-tuning: ``epochs`` (``None``: 2),
-        ``batch_size`` (``None``: 128), ``validation_split``. ``model`` and
-        ``device`` are not used.
+        ``batch_size`` (``None``: 128), ``validation_split`` and ``device``.
+        ``model`` is not used.
 
     Returns
     -------

@@ -288,6 +288,7 @@ def prune_model(
     learning_rate: float = 5e-4,
     validation_split: float = 0.1,
     seed: int = 0,
+    device: str = "auto",
     verbose: int | str = 0,
 ) -> tuple[keras.Model, MagnitudePruning]:
     """Fine-tune a trained ``model`` while pruning it; return the stripped copy.
@@ -297,8 +298,9 @@ def prune_model(
     from ``initial_sparsity`` to the target over the first ``ramp`` of the
     ``epochs``; the rest fine-tunes at the target. With ``m_by_n=(2, 4)`` the
     masks are 2:4 structured instead. ``model`` itself is trained in place
-    (:func:`cnnlearn.train.fit`); the returned model is :func:`strip`'s copy.
-    Used in chapter 6 and by ``cnnlearn compress --method prune``.
+    (:func:`cnnlearn.train.fit`, on ``device``; on a TPU, fit's copy of it);
+    the returned model is :func:`strip`'s copy. Used in chapter 6 and by
+    ``cnnlearn compress --method prune``.
     """
     n_train = len(x) - (
         int(round(len(x) * validation_split)) if validation_split else 0
@@ -325,7 +327,7 @@ def prune_model(
     else:
         plan = schedule(sparsity)
     pruning = MagnitudePruning(plan, m_by_n=m_by_n)
-    train.fit(
+    result = train.fit(
         model,
         x,
         y,
@@ -334,8 +336,9 @@ def prune_model(
         learning_rate=learning_rate,
         validation_split=validation_split,
         seed=seed,
+        device=device,
         callbacks=[pruning],
         verbose=verbose,
         plan=FIT_PLAN,
     )
-    return strip(model, pruning), pruning
+    return strip(result.model, pruning), pruning
