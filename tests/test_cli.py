@@ -179,3 +179,26 @@ def test_run_arguments_know_the_config_fields():
 
     with pytest.raises(TypeError, match="epoch"):
         _args.add_run_arguments(_args.Parser(), epoch=3)
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["deploy", "--base-path", "b", "--min-accuracy", "nan"], "in [0, 1]"),
+        (["deploy", "--base-path", "b", "--min-accuracy", "1.5"], "in [0, 1]"),
+        (["deploy", "--base-path", "b", "--max-size-mb", "nan"], "(0, inf] MB"),
+        (["deploy", "--base-path", "b", "--max-size-mb", "0"], "(0, inf] MB"),
+        (["deploy", "--base-path", "b", "--port", "70000"], "0 to 65535"),
+        (["serve", "--port", "-1"], "0 to 65535"),
+        (["serve", "--poll-seconds", "0"], "seconds"),
+        (["serve", "--poll-seconds", "inf"], "seconds"),
+        (["launch", "--timeout", "nan", "--", "train"], "seconds"),
+        (["book", "run", "--timeout", "-5"], "seconds"),
+    ],
+)
+def test_numeric_options_are_checked_when_parsed(capsys, args, message):
+    """Fail closed: a NaN threshold or an impossible port is refused at once."""
+    with pytest.raises(SystemExit) as info:
+        cli.main([*args, "--output", "never-written"])
+    err = capsys.readouterr().err
+    assert info.value.code == 2 and message in err and err.count("\n") == 1

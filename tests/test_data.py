@@ -135,6 +135,20 @@ def test_load_idx_rejects_bad_files(tmp_path, content, message):
     assert isinstance(info.value, ValueError)
 
 
+def test_a_gzip_bomb_is_refused_before_it_is_decompressed(tmp_path):
+    """A small gzip of a huge stream: the header is checked first, and no more
+    than the claimed payload plus one byte is ever decompressed."""
+    bomb = gzip.compress(GOOD + b"\x00" * (64 << 20), compresslevel=9)
+    assert len(bomb) < (1 << 20)  # 64 MiB of zeros in well under 1 MiB
+    path = write(tmp_path, bomb, "train-images-idx3-ubyte.gz")
+    with pytest.raises(DataError, match="the rest was not read"):
+        data.load_idx(path)
+    huge = GOOD[:4] + (1 << 20).to_bytes(4, "big") + GOOD[8:16]  # 2^20 x 28 x 28
+    path = write(tmp_path, gzip.compress(huge), "claims-too-much.gz")
+    with pytest.raises(DataError, match="refused before decompressing"):
+        data.load_idx(path, max_bytes=data.MAX_IDX_BYTES // 4)
+
+
 def test_load_idx_checks_sha256(tmp_path):
     path = write(tmp_path, GOOD, "x")
     data.load_idx(path, hashlib.sha256(GOOD).hexdigest())

@@ -102,3 +102,18 @@ def test_bad_input_exits_1_with_one_line(capsys, tmp_path, args, message):
     assert cli.main([*args, "--output", str(tmp_path / "out")]) == 1
     err = capsys.readouterr().err
     assert message in err and err.count("\n") == 1 and "Traceback" not in err
+
+
+def test_the_gate_fails_closed_on_nan():
+    """``x < nan`` is False: a gate that asks "is it worse?" would pass NaN."""
+    nan = float("nan")
+    fine = release.Candidate(0.99, 0.99, b"x" * 1000, "float32")
+    assert release.gate_reasons(fine, 0.97, 5.0) == []
+    assert release.gate_reasons(fine, nan, 5.0) and release.gate_reasons(
+        fine, 0.97, nan
+    )
+    broken = release.Candidate(nan, nan, b"x", "float32")
+    assert release.gate_reasons(broken, 0.0, 5.0)
+    for min_accuracy, max_size_mb in [(nan, 5.0), (1.5, 5.0), (0.5, nan), (0.5, 0)]:
+        with pytest.raises(ValueError, match="min_accuracy|max_size_mb"):
+            release.check_gate(min_accuracy, max_size_mb)

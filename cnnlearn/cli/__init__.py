@@ -18,7 +18,7 @@ import sys
 
 from cnnlearn import __version__
 from cnnlearn.cli import compress, deploy
-from cnnlearn.cli._args import Parser, add_run_arguments, positive, run_config
+from cnnlearn.cli._args import Parser, add_run_arguments, bounded, positive, run_config
 from cnnlearn.config import RunConfig
 from cnnlearn.progress import say
 
@@ -102,7 +102,9 @@ def _add_launch(verbs) -> None:
         "launch", help="run a command as N local workers with TF_CONFIG"
     )
     launch.add_argument("--workers", type=positive, default=2)
-    launch.add_argument("--timeout", type=float, default=600.0, help="seconds")
+    launch.add_argument(
+        "--timeout", type=bounded(0, 86400, "seconds", open_low=True), default=600.0
+    )
     launch.add_argument(
         "--output", help="for launch.json and worker logs; default: the command's"
     )
@@ -119,7 +121,12 @@ def _add_book(verbs) -> None:
     run.add_argument("--precision", help="injected where a chapter has it")
     run.add_argument("--param", action="append", default=[], metavar="NAME=VALUE")
     run.add_argument("--output-dir", "--output", dest="output", required=True)
-    run.add_argument("--timeout", type=float, default=1800.0, help="per cell")
+    run.add_argument(
+        "--timeout",
+        type=bounded(0, 86400, "seconds", open_low=True),
+        default=1800.0,
+        help="per cell",
+    )
     run.add_argument(
         "--dry-run",
         action="store_true",

@@ -9,6 +9,7 @@ own defaults, and builds its config once with :func:`run_config`.
 from __future__ import annotations
 
 import argparse
+import math
 
 from cnnlearn.config import RunConfig
 
@@ -17,7 +18,9 @@ __all__ = [
     "RUN_FIELDS",
     "Parser",
     "add_run_arguments",
+    "bounded",
     "fraction",
+    "port",
     "positive",
     "run_config",
     "split",
@@ -113,3 +116,35 @@ def run_config(args: argparse.Namespace, **extra) -> RunConfig:
     skipped keep their defaults); ``extra`` sets more fields (``plan=...``)."""
     values = {name: getattr(args, name) for name in args.run_fields}
     return RunConfig(**{**values, **extra})
+
+
+def bounded(low: float, high: float = math.inf, unit: str = "", *, open_low=False):
+    """An argparse type: a finite number in ``[low, high]`` (``(low, high]`` with
+    ``open_low``), refused at parse time with the range and unit in the
+    message. ``nan`` and ``inf`` are refused: a NaN threshold would pass every
+    comparison that asks "is it worse?"."""
+    left = "(" if open_low else "["
+    span = f"{left}{low:g}, {high:g}]{' ' + unit if unit else ''}"
+
+    def parse(text: str) -> float:
+        try:
+            value = float(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(
+                f"expected a number, got {text!r}"
+            ) from None
+        inside = (low < value if open_low else low <= value) and value <= high
+        if not (math.isfinite(value) and inside):
+            raise argparse.ArgumentTypeError(
+                f"must be finite and in {span}, got {text}"
+            )
+        return value
+
+    return parse
+
+
+def port(text: str) -> int:
+    value = int(text)
+    if not 0 <= value <= 65535:
+        raise argparse.ArgumentTypeError(f"a TCP port is 0 to 65535, got {text}")
+    return value

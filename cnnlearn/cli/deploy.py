@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+import math
 from pathlib import Path
 
-from cnnlearn.cli._args import add_run_arguments, positive, run_config
+from cnnlearn.cli._args import add_run_arguments, bounded, port, positive, run_config
 from cnnlearn.progress import say
 
 __all__ = ["add_verbs", "deploy", "serve"]
@@ -18,9 +19,11 @@ def add_verbs(verbs) -> None:
     serve.add_argument("--model", action="append", default=[], metavar="NAME=DIR")
     serve.add_argument("--backend", choices=["savedmodel", "tflite"])
     serve.add_argument("--host", default="127.0.0.1")
-    serve.add_argument("--port", type=int, default=8501, help="0: a free port")
+    serve.add_argument("--port", type=port, default=8501, help="0: a free port")
     serve.add_argument("--pin-version", type=positive, help="serve only this one")
-    serve.add_argument("--poll-seconds", type=float, default=1.0)
+    serve.add_argument(
+        "--poll-seconds", type=bounded(0, 86400, "seconds", open_low=True), default=1.0
+    )
     serve.add_argument("--max-batch", type=positive, default=1024)
     serve.add_argument("--max-body-bytes", type=positive, default=32 * 1024 * 1024)
     serve.add_argument("--output", help="writes server.json (url, pid) when ready")
@@ -42,12 +45,14 @@ def add_verbs(verbs) -> None:
         helps={"epochs": "--train-model's epochs"},
         epochs=1,
     )
-    deploy.add_argument("--min-accuracy", type=float, default=0.97)
-    deploy.add_argument("--max-size-mb", type=float, default=5.0)
+    deploy.add_argument("--min-accuracy", type=bounded(0, 1), default=0.97)
+    deploy.add_argument(
+        "--max-size-mb", type=bounded(0, math.inf, "MB", open_low=True), default=5.0
+    )
     deploy.add_argument("--compress", choices=["dynamic", "float16", "int8"])
     deploy.add_argument("--serve", action="store_true", help="then serve it")
     deploy.add_argument("--backend", choices=["savedmodel", "tflite"])
-    deploy.add_argument("--port", type=int, default=8501)
+    deploy.add_argument("--port", type=port, default=8501)
     deploy.add_argument("--output", required=True, help="deploy_report.json")
 
 

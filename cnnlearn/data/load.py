@@ -20,6 +20,7 @@ __all__ = [
     "CLASS_NAMES",
     "DATASETS",
     "DEBIAN_FASHION_MNIST_DIR",
+    "MAX_IDX_BYTES",
     "DataError",
     "check_images",
     "find_dataset_dir",
@@ -105,20 +106,31 @@ class DataError(ValueError):
     """A data file is missing pieces, corrupt, or not what it claims to be."""
 
 
-def _read_bytes(path: Path) -> bytes:
-    """Return the file's content, decompressed when it is gzip (by its magic)."""
-    raw = path.read_bytes()
-    if raw[:2] != b"\x1f\x8b":
-        return raw
+# The most payload an IDX file may claim before anything is decompressed: MNIST's
+# training images are 47 MB; a header claiming more is refused, not believed.
+MAX_IDX_BYTES = 1 << 31
+
+
+def _open_idx(path: Path):
+    """The file as a binary stream, decompressed when it is gzip (by its magic)."""
+    with open(path, "rb") as f:
+        magic = f.read(2)
+    return gzip.open(path, "rb") if magic == b"\x1f\x8b" else open(path, "rb")
+
+
+def _read(stream, n: int, path: Path) -> bytes:
+    """Up to ``n`` bytes of ``stream``; a broken gzip stream is a :class:`DataError`."""
     try:
-        return gzip.decompress(raw)
+        return stream.read(n)
     except EOFError as exc:
         raise DataError(f"{path}: truncated gzip stream ({exc})") from None
     except (OSError, zlib.error) as exc:
         raise DataError(f"{path}: corrupt gzip data ({exc})") from None
 
 
-def load_idx(path: str | os.PathLike, sha256: str | None = None) -> np.ndarray:
+def load_idx(
+    path: str | os.PathLike, sha256: str | None = None, max_bytes: int = MAX_IDX_BYTES
+) -> np.ndarray:
     """Read one IDX file (``.gz`` or raw) into a NumPy array.
 
     The IDX header is two zero bytes, a type code (0x08 = uint8, ...), the number
@@ -132,6 +144,10 @@ def load_idx(path: str | os.PathLike, sha256: str | None = None) -> np.ndarray:
         The file, compressed with gzip or not (detected from its first bytes).
     sha256
         If given, the expected SHA-256 of the decompressed IDX bytes.
+    max_bytes
+        The most payload the header may claim. The header is read and checked
+        first, and no more than the claimed payload plus one byte is ever
+        decompressed, so a gzip bomb costs no more memory than a real file.
 
     Returns
     -------
@@ -150,25 +166,33 @@ def load_idx(path: str | os.PathLike, sha256: str | None = None) -> np.ndarray:
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"IDX file not found: {path}")
-    data = _read_bytes(path)
-    if len(data) < 4:
-        raise DataError(f"{path}: truncated: {len(data)} bytes, no IDX header")
-    zero, code, ndim = data[:2], data[2], data[3]
-    if zero != b"\x00\x00" or code not in _IDX_DTYPES or ndim == 0:
-        magic = int.from_bytes(data[:4], "big")
-        raise DataError(
-            f"{path}: wrong magic number 0x{magic:08x}: expected 0x0000TTNN with a "
-            f"known type code TT (one of {sorted(hex(c) for c in _IDX_DTYPES)}) "
-            f"and NN >= 1 dimensions"
+    with _open_idx(path) as stream:  # header first: nothing is decompressed blind
+        data = _read(stream, 4, path)
+        if len(data) < 4:
+            raise DataError(f"{path}: truncated: {len(data)} bytes, no IDX header")
+        zero, code, ndim = data[:2], data[2], data[3]
+        if zero != b"\x00\x00" or code not in _IDX_DTYPES or ndim == 0:
+            magic = int.from_bytes(data[:4], "big")
+            raise DataError(
+                f"{path}: wrong magic number 0x{magic:08x}: expected 0x0000TTNN with "
+                f"a known type code TT (one of {sorted(hex(c) for c in _IDX_DTYPES)}) "
+                f"and NN >= 1 dimensions"
+            )
+        data += _read(stream, 4 * ndim, path)
+        header = 4 + 4 * ndim
+        if len(data) < header:
+            raise DataError(f"{path}: truncated header: {ndim} dimensions announced")
+        dims = tuple(
+            int.from_bytes(data[4 + 4 * i : 8 + 4 * i], "big") for i in range(ndim)
         )
-    header = 4 + 4 * ndim
-    if len(data) < header:
-        raise DataError(f"{path}: truncated header: {ndim} dimensions announced")
-    dims = tuple(
-        int.from_bytes(data[4 + 4 * i : 8 + 4 * i], "big") for i in range(ndim)
-    )
-    dtype = _IDX_DTYPES[code]
-    expected = int(np.prod(dims, dtype=np.int64)) * dtype.itemsize
+        dtype = _IDX_DTYPES[code]
+        expected = int(np.prod(dims, dtype=np.int64)) * dtype.itemsize
+        if expected > max_bytes:
+            raise DataError(
+                f"{path}: header {dims} claims {expected} payload bytes, more than "
+                f"max_bytes={max_bytes}: refused before decompressing"
+            )
+        data += _read(stream, expected + 1, path)  # one byte more tells a long file
     found = len(data) - header
     if found < expected:
         raise DataError(
@@ -178,7 +202,7 @@ def load_idx(path: str | os.PathLike, sha256: str | None = None) -> np.ndarray:
     if found > expected:
         raise DataError(
             f"{path}: size mismatch: header {dims} needs {expected} payload bytes, "
-            f"found {found} ({found - expected} trailing bytes)"
+            "and the file has more (trailing bytes; the rest was not read)"
         )
     if sha256 is not None:  # after the format checks, whose messages say more
         digest = hashlib.sha256(data).hexdigest()

@@ -12,6 +12,7 @@ server picks the new version up by itself; rollback is :func:`remove_version`
 
 from __future__ import annotations
 
+import math
 import os
 import shutil
 import time
@@ -41,6 +42,7 @@ __all__ = [
     "REPORT_FILE",
     "Candidate",
     "GateError",
+    "check_gate",
     "deploy",
     "evaluate_candidate",
     "gate_reasons",
@@ -144,15 +146,29 @@ def evaluate_candidate(
 def gate_reasons(
     candidate: Candidate, min_accuracy: float, max_size_mb: float
 ) -> list[str]:
-    """Why ``candidate`` may not be published; empty when it passes the gate."""
+    """Why ``candidate`` may not be published; empty when it passes the gate.
+
+    The gate fails closed: each test asks "is it good enough?", so a NaN
+    measurement or threshold refuses (``x < nan`` would be False and pass).
+    """
     reasons = []
-    if candidate.served_accuracy < min_accuracy:
+    if not candidate.served_accuracy >= min_accuracy:
         reasons.append(
-            f"test accuracy {candidate.served_accuracy:.4f} < {min_accuracy}"
+            f"test accuracy {candidate.served_accuracy:.4f} is not >= {min_accuracy}"
         )
-    if candidate.size_mb > max_size_mb:
-        reasons.append(f"model size {candidate.size_mb:.3f} MB > {max_size_mb} MB")
+    if not candidate.size_mb <= max_size_mb:
+        reasons.append(
+            f"model size {candidate.size_mb:.3f} MB is not <= {max_size_mb} MB"
+        )
     return reasons
+
+
+def check_gate(min_accuracy: float, max_size_mb: float) -> None:
+    """Refuse thresholds that are not finite or out of range, before any work."""
+    if not 0.0 <= min_accuracy <= 1.0:  # NaN fails this too
+        raise ValueError(f"min_accuracy must be in [0, 1], got {min_accuracy}")
+    if not 0.0 < max_size_mb < math.inf:
+        raise ValueError(f"max_size_mb must be a finite size > 0 MB, got {max_size_mb}")
 
 
 def publish(
@@ -265,6 +281,7 @@ def deploy(
     GateError
         Below the gate, after writing the report.
     """
+    check_gate(min_accuracy, max_size_mb)
     timings: dict[str, float] = {}
     start = time.perf_counter()
     out = Path(output_dir)
