@@ -46,3 +46,12 @@ def find_upward(relative: str, start: str | Path | None = None) -> Path | None:
         if (directory / relative).exists():
             return directory / relative
     return None
+
+
+def check_output_dir(path: str | Path) -> Path:
+    """``path`` as a directory a run may write into: refuse an existing file at
+    once (a one-line :class:`NotADirectoryError`), before any work is done."""
+    path = Path(path)
+    if path.exists() and not path.is_dir():
+        raise NotADirectoryError(f"output {path} is a file, expected a directory")
+    return path

@@ -202,3 +202,25 @@ def test_numeric_options_are_checked_when_parsed(capsys, args, message):
         cli.main([*args, "--output", "never-written"])
     err = capsys.readouterr().err
     assert info.value.code == 2 and message in err and err.count("\n") == 1
+
+
+@pytest.mark.parametrize(
+    "args",
+    [
+        ["train", "--epochs", "1"],
+        ["train", "--strategy", "mirrored"],
+        ["tune"],
+        ["compress", "--model", "MODEL", "--method", "int8"],
+        ["deploy", "--base-path", "b"],
+    ],
+)
+def test_an_output_that_is_a_file_is_refused_before_any_work(capsys, tmp_path, args):
+    model = tmp_path / "m.keras"
+    model.write_bytes(b"")
+    args = [str(model) if a == "MODEL" else a for a in args]
+    taken = tmp_path / "taken.txt"
+    taken.write_text("keep me")
+    assert cli.main([*args, "--output", str(taken)]) == 1
+    err = capsys.readouterr().err
+    assert "is a file, expected a directory" in err and err.count("\n") == 1
+    assert taken.read_text() == "keep me"

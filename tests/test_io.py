@@ -4,7 +4,7 @@ import json
 
 import pytest
 
-from cnnlearn._io import atomic_path, find_upward, write_json
+from cnnlearn._io import atomic_path, check_output_dir, find_upward, write_json
 
 
 def test_write_json_replaces_whole_file(tmp_path):
@@ -33,3 +33,10 @@ def test_find_upward_looks_from_the_start_directory_up(tmp_path):
     found = find_upward("benchmarks/results", deep)
     assert found == tmp_path.resolve() / "benchmarks" / "results"
     assert find_upward("no/such/thing", deep) is None
+
+
+def test_check_output_dir_refuses_a_file(tmp_path):
+    assert check_output_dir(tmp_path / "new") == tmp_path / "new"
+    (tmp_path / "f").write_text("x")
+    with pytest.raises(NotADirectoryError, match="is a file"):
+        check_output_dir(tmp_path / "f")

@@ -16,7 +16,7 @@ import keras
 import numpy as np
 
 from cnnlearn import train
-from cnnlearn._io import atomic_path, write_json
+from cnnlearn._io import atomic_path, check_output_dir, write_json
 from cnnlearn.compress import distill, fuse, prune, quantize
 from cnnlearn.compress.common import count_nonzero
 from cnnlearn.config import RunConfig, RunData, load_data
@@ -151,6 +151,7 @@ def compress_saved(
         given, float32) and the result.
     """
     _check_arguments(method, sparsity, teacher_path)
+    check_output_dir(output_dir)
     model = _load(model_path, "model")
     teacher = _load(teacher_path, "teacher") if method == "distill" else None
     data = load_data(config)

@@ -27,7 +27,7 @@ import keras
 import numpy as np
 
 from cnnlearn import models, train
-from cnnlearn._io import write_json
+from cnnlearn._io import check_output_dir, write_json
 from cnnlearn.compress import quantize
 from cnnlearn.config import RunConfig, RunData, load_data
 from cnnlearn.deploy.export import (
@@ -282,6 +282,7 @@ def deploy(
         Below the gate, after writing the report.
     """
     check_gate(min_accuracy, max_size_mb)
+    check_output_dir(output_dir)
     timings: dict[str, float] = {}
     start = time.perf_counter()
     out = Path(output_dir)

@@ -17,6 +17,7 @@ import cnnlearn._tf  # noqa: F401  (quiet TensorFlow start-up; before Keras)
 import tensorflow as tf
 
 from cnnlearn import models, train
+from cnnlearn._io import check_output_dir
 from cnnlearn.config import RunConfig, load_data
 from cnnlearn.distribute.loop import DistributedHistory, distributed_fit
 from cnnlearn.distribute.strategy import (
@@ -120,6 +121,7 @@ def run_distributed(
         the strategy, replicas, workers, precision and the global steps the
         run started and ended at. Used in chapter 5.
     """
+    check_output_dir(output_dir)
     config = config.resolved()
     spec = models.get_spec(config.model)
     set_global_precision(precision)

@@ -17,7 +17,7 @@ from pathlib import Path
 import keras
 
 from cnnlearn import data, models
-from cnnlearn._io import atomic_path, write_json
+from cnnlearn._io import atomic_path, check_output_dir, write_json
 from cnnlearn.compute import resolve_device
 from cnnlearn.config import RunConfig, load_data
 from cnnlearn.train.evaluation import Evaluation, evaluate
@@ -127,6 +127,7 @@ def run_training(
         batch size resolved).
     """
     config = config.resolved()  # an unknown model fails here,
+    check_output_dir(output_dir)
     resolve_device(config.device)  # a missing device here: before loading data
     spec = models.get_spec(config.model)
     run = load_data(config)

@@ -17,7 +17,7 @@ import keras_tuner as kt
 import numpy as np
 
 from cnnlearn import compute, train
-from cnnlearn._io import atomic_path, write_json
+from cnnlearn._io import atomic_path, check_output_dir, write_json
 from cnnlearn.config import RunConfig, load_data
 from cnnlearn.progress import say
 from cnnlearn.tune.space import ALGORITHMS, CNNHyperModel, build_model, count_params
@@ -406,6 +406,7 @@ def run_search(
         same way, its model is reused, not retrained.
     """
     _check_arguments(algorithm, max_trials, max_epochs)
+    check_output_dir(directory)
     compute.resolve_device(config.device)  # fail before loading data
     batch_size = config.batch_size or DEFAULT_BATCH_SIZE
     hypermodel = CNNHyperModel(
