@@ -49,10 +49,13 @@ benchmarks: install
 	$(BIN)/python benchmarks/input_pipeline.py
 	$(BIN)/python benchmarks/train_speed.py
 	$(BIN)/python benchmarks/distributed.py
-	$(BIN)/python benchmarks/compression.py
+	$(BIN)/python benchmarks/model_compression.py
+	$(BIN)/python benchmarks/runtimes.py
 	$(BIN)/python benchmarks/tuning.py
 	$(BIN)/python benchmarks/serving.py
 	$(BIN)/python benchmarks/applications.py
+	$(BIN)/python benchmarks/backends.py
+	@echo "benchmarks/gpu.py runs on a GPU machine: see its docstring"
 
 clean:
 	rm -rf _build book/runs runs .pytest_cache

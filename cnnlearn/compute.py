@@ -4,9 +4,12 @@ A small CNN on a CPU is overhead-bound: most of a training step is Python,
 op dispatch and memory traffic, not arithmetic. :func:`plan` looks at the
 machine (GPU compute capability, the CPU's bfloat16 instructions) and the data,
 and picks the input pipeline, the batch size, ``steps_per_execution``, the
-precision policy and XLA, each with the reason, so that :func:`cnnlearn.train.fit`
-runs the fastest path that learns as well as the plain one
-(``benchmarks/train_speed.py`` checks it). Every field can be overridden.
+precision policy, XLA and data parallelism, each with the reason, so that
+:func:`cnnlearn.train.fit` runs the fastest path that learns as well as the
+plain one (``benchmarks/train_speed.py`` checks it). Every field can be
+overridden. The plan knows the Keras backend (TensorFlow, JAX or PyTorch,
+chapter 4's parity table): what each compiles, how it is fed, and how it
+spreads a batch over several accelerators.
 """
 
 from __future__ import annotations
@@ -30,6 +33,7 @@ __all__ = [
     "PIPELINES",
     "PRECISIONS",
     "Plan",
+    "accelerator_count",
     "apply_precision",
     "cpu_flags",
     "device_scope",
@@ -42,7 +46,7 @@ __all__ = [
 
 
 PRECISIONS = ("float32", "mixed_bfloat16", "mixed_float16")
-PIPELINES = ("tf.data", "numpy", "dataset")
+PIPELINES = ("tf.data", "batches", "numpy", "dataset")
 STEPS_PER_EXECUTION = 32
 EVAL_BATCH_SIZE = 1024
 # A batch of 32 small images is too little work to spread over cores: on the
@@ -143,6 +147,10 @@ def _gpu_count() -> int:
         import jax
 
         return sum(d.platform == "gpu" for d in jax.devices())
+    if backend == "torch":
+        import torch
+
+        return torch.cuda.device_count()
     return 0
 
 
@@ -162,6 +170,8 @@ def device_scope(device: str):
 
         kind = device[1:4].lower()  # "cpu", "gpu" or "tpu"
         return jax.default_device(jax.devices(kind)[0])
+    if backend == "torch":
+        return keras.device(device[1:].lower())  # "cpu:0" or "gpu:0" (CUDA)
     return contextlib.nullcontext()
 
 
@@ -186,15 +196,36 @@ def native_bf16(flags: set[str]) -> str | None:
 
 def gpu_capability() -> tuple[int, int] | None:
     """The first GPU's CUDA compute capability, ``None`` without a GPU."""
-    if keras.config.backend() != "tensorflow" or not _gpu_count():
+    backend = keras.config.backend()
+    if not _gpu_count():
         return None
-    import tensorflow as tf
+    if backend == "tensorflow":
+        import tensorflow as tf
 
-    details = tf.config.experimental.get_device_details(
-        tf.config.list_physical_devices("GPU")[0]
-    )
-    capability = details.get("compute_capability")
+        details = tf.config.experimental.get_device_details(
+            tf.config.list_physical_devices("GPU")[0]
+        )
+        capability = details.get("compute_capability")
+    elif backend == "jax":
+        import jax
+
+        found = getattr(jax.devices("gpu")[0], "compute_capability", None)
+        capability = tuple(int(p) for p in found.split(".")) if found else None
+    else:
+        import torch
+
+        capability = torch.cuda.get_device_capability(0)
     return tuple(capability) if capability else None
+
+
+def accelerator_count(device: str) -> int:
+    """How many devices of ``device``'s kind JAX sees (1 elsewhere): the
+    replicas :func:`plan` can split a batch over with ``keras.distribution``."""
+    if keras.config.backend() != "jax" or not device.startswith(("/GPU", "/TPU")):
+        return 1
+    import jax
+
+    return len(jax.devices(device[1:4].lower()))
 
 
 # --- the plan ------------------------------------------------------------------
@@ -207,7 +238,9 @@ class Plan:
     Print it to read the choices; ``to_dict()`` is what ``metrics.json`` stores.
     """
 
+    backend: str
     device: str
+    devices: int
     pipeline: str
     batch_size: int
     batch_scale: int
@@ -248,14 +281,20 @@ def _example_count(data) -> int | None:
     return len(data[0]) if _is_arrays(data) else None
 
 
-def _pick_pipeline(data) -> tuple[str, str]:
-    """tf.data for in-memory images, a given dataset as is, arrays otherwise."""
+def _pick_pipeline(data, backend: str) -> tuple[str, str]:
+    """tf.data for in-memory images on TensorFlow, seeded batches on the other
+    backends, a given dataset as is, arrays otherwise."""
     if data is not None and not _is_arrays(data):
-        return "dataset", "a tf.data.Dataset was given: used as is"
+        return "dataset", "a dataset was given: used as is"
     if data is not None:
         dtype = np.asarray(data[0][:1]).dtype
         if dtype != np.uint8 and not np.issubdtype(dtype, np.floating):
             return "numpy", f"{dtype} inputs, not images: passed to Model.fit as arrays"
+    if backend != "tensorflow":
+        return "batches", (
+            f"in-memory images on {backend}: batched in a seeded order by "
+            "SeededBatches (tf.data is TensorFlow's)"
+        )
     return "tf.data", (
         "in-memory images: cached, shuffled and prefetched by tf.data, "
         "so batches are ready while the previous step runs"
@@ -284,8 +323,11 @@ def _pick_batch_scale(data, batch_size: int) -> tuple[int, str]:
     )
 
 
-def _pick_steps_per_execution(data, batch_size: int) -> tuple[int, str]:
-    """:data:`STEPS_PER_EXECUTION`, or one epoch's steps if that is fewer."""
+def _pick_steps_per_execution(data, batch_size: int, backend: str) -> tuple[int, str]:
+    """:data:`STEPS_PER_EXECUTION`, or one epoch's steps if that is fewer; one
+    on PyTorch."""
+    if backend == "torch":
+        return 1, "Keras' torch backend runs one step per call (it refuses more)"
     n = _example_count(data)
     steps = -(-n // batch_size) if n else None
     chosen = min(STEPS_PER_EXECUTION, steps) if steps else STEPS_PER_EXECUTION
@@ -295,8 +337,11 @@ def _pick_steps_per_execution(data, batch_size: int) -> tuple[int, str]:
     )
 
 
-def _pick_precision(device: str, flags: set[str], capability) -> tuple[str, str]:
-    """Half precision where the hardware has native units for it, else float32."""
+def _pick_precision(
+    device: str, flags: set[str], capability, backend: str = "tensorflow"
+) -> tuple[str, str]:
+    """Half precision where the hardware has native units for it, else float32;
+    float32 on a CPU except with TensorFlow."""
     if device.startswith("/TPU"):
         return "mixed_bfloat16", "TPUs multiply in bfloat16 natively (their MXUs)"
     if device.startswith("/GPU"):
@@ -309,6 +354,11 @@ def _pick_precision(device: str, flags: set[str], capability) -> tuple[str, str]
             return "mixed_float16", f"compute capability {cc}: float16 tensor cores"
         return "float32", f"compute capability {cc} has no fast half precision"
     native = native_bf16(flags)
+    if native and backend != "tensorflow":
+        return "float32", (
+            f"the CPU has {native}, but only TensorFlow's oneDNN kernels use them "
+            f"here; {backend} trains in float32 on a CPU"
+        )
     if native:
         return "mixed_bfloat16", f"the CPU has {native}"
     return "float32", (
@@ -317,8 +367,25 @@ def _pick_precision(device: str, flags: set[str], capability) -> tuple[str, str]
     )
 
 
-def _pick_jit_compile(on_accelerator: bool) -> tuple[bool, str]:
-    """XLA on accelerators only."""
+def _pick_devices(device: str, batch_size: int) -> tuple[int, str]:
+    """Every accelerator JAX sees, through ``keras.distribution.DataParallel``."""
+    count = accelerator_count(device)
+    if count == 1:
+        return 1, "one device (tf.distribute spreads TensorFlow: chapter 5)"
+    if batch_size % count:
+        return 1, f"the batch of {batch_size} does not split over {count} devices"
+    return count, (
+        f"keras.distribution.DataParallel: each of {count} devices takes "
+        f"{batch_size // count} examples of a batch"
+    )
+
+
+def _pick_jit_compile(on_accelerator: bool, backend: str) -> tuple[bool, str]:
+    """XLA on accelerators with TensorFlow, always with JAX, never with PyTorch."""
+    if backend == "jax":
+        return True, "JAX runs a step fast only as one XLA program (Keras' default)"
+    if backend == "torch":
+        return False, "Keras' default on torch: eager; torch.compile is opt-in"
     if on_accelerator:
         return True, "XLA fuses ops on accelerators"
     return False, "off on CPUs: chapter 5 measures XLA against TensorFlow's CPU kernels"
@@ -332,6 +399,7 @@ def plan(
     batch_size: int = 32,
     batch_scale: int | None = None,
     eval_batch_size: int | None = None,
+    devices: int | None = None,
     pipeline: str | None = None,
     steps_per_execution: int | None = None,
     precision: str | None = None,
@@ -361,8 +429,9 @@ def plan(
         a batch smaller than :data:`HARDWARE_BATCH` when the data are in memory
         and an epoch keeps :data:`MIN_STEPS_PER_EPOCH` steps; ``1`` keeps the
         recipe's batch exactly.
-    eval_batch_size, pipeline, steps_per_execution, precision, jit_compile
-        Overrides; ``None`` lets the plan choose.
+    eval_batch_size, devices, pipeline, steps_per_execution, precision, jit_compile
+        Overrides; ``None`` lets the plan choose. ``devices`` above 1 splits
+        each batch over that many JAX devices (``keras.distribution``).
     flags, capability
         The CPU flags and GPU compute capability to plan for; by default the
         ones of this machine (tests simulate other machines with them).
@@ -375,43 +444,36 @@ def plan(
     if batch_size < 1:
         raise ValueError(f"batch_size must be >= 1, got {batch_size}")
     # What the machine has.
+    backend = keras.config.backend()
     device_name = resolve_device(device)
     on_accelerator = device_name.startswith(("/GPU", "/TPU"))
     flags = cpu_flags() if flags is None else flags
     if capability is None and device_name.startswith("/GPU"):
         capability = gpu_capability()
-    reasons = {"device": f"device={device!r}"}
+    reasons = {"backend": "the process's Keras backend", "device": f"device={device!r}"}
     if model is not None:
         reasons["device"] += f"; {model.count_params():,} parameters"
     # What to do with it, choice by choice (the reasons keep this order).
-    pipeline = _choose(reasons, "pipeline", pipeline, *_pick_pipeline(data))
-    if pipeline not in PIPELINES:
-        raise ValueError(f"unknown pipeline {pipeline!r}: expected one of {PIPELINES}")
+    pipeline = _choose(reasons, "pipeline", pipeline, *_pick_pipeline(data, backend))
     batch_scale = _choose(
         reasons, "batch_size", batch_scale, *_pick_batch_scale(data, batch_size)
     )
-    if batch_scale < 1:
-        raise ValueError(f"batch_scale must be >= 1, got {batch_scale}")
     batch = batch_size * batch_scale
+    devices = _choose(reasons, "devices", devices, *_pick_devices(device_name, batch))
     steps_per_execution = _choose(
         reasons,
         "steps_per_execution",
         steps_per_execution,
-        *_pick_steps_per_execution(data, batch),
+        *_pick_steps_per_execution(data, batch, backend),
     )
-    if steps_per_execution < 1:
-        raise ValueError(f"steps_per_execution must be >= 1: {steps_per_execution}")
     precision = _choose(
         reasons,
         "precision",
         precision,
-        *_pick_precision(device_name, flags, capability),
+        *_pick_precision(device_name, flags, capability, backend),
     )
-    if precision not in PRECISIONS:
-        raise ValueError(f"unknown precision {precision!r}: expected {PRECISIONS}")
-    jit_compile = _choose(
-        reasons, "jit_compile", jit_compile, *_pick_jit_compile(on_accelerator)
-    )
+    jit = _pick_jit_compile(on_accelerator, backend)
+    jit_compile = _choose(reasons, "jit_compile", jit_compile, *jit)
     eval_batch_size = _choose(
         reasons,
         "eval_batch_size",
@@ -419,8 +481,15 @@ def plan(
         max(EVAL_BATCH_SIZE, batch),
         "evaluation has no optimizer step: big batches are free",
     )
+    _check_choices(
+        backend, pipeline, precision, batch_scale, devices, steps_per_execution
+    )
+    if batch % devices:
+        raise ValueError(f"a batch of {batch} does not split over {devices} devices")
     return Plan(
+        backend=backend,
         device=device_name,
+        devices=devices,
         pipeline=pipeline,
         batch_size=batch,
         batch_scale=batch_scale,
@@ -431,6 +500,31 @@ def plan(
         jit_compile=bool(jit_compile),
         reasons=reasons,
     )
+
+
+def _check_choices(
+    backend: str,
+    pipeline: str,
+    precision: str,
+    batch_scale: int,
+    devices: int,
+    steps: int,
+) -> None:
+    """One-line errors for plan values the backend cannot run."""
+    if pipeline not in PIPELINES:
+        raise ValueError(f"unknown pipeline {pipeline!r}: expected one of {PIPELINES}")
+    if precision not in PRECISIONS:
+        raise ValueError(f"unknown precision {precision!r}: expected {PRECISIONS}")
+    if devices > 1 and pipeline != "batches":
+        raise ValueError(
+            f"devices={devices} needs the 'batches' pipeline (even splits)"
+        )
+    if batch_scale < 1 or devices < 1:
+        raise ValueError(
+            f"batch_scale and devices must be >= 1: {batch_scale}, {devices}"
+        )
+    if steps < 1 or (backend == "torch" and steps > 1):
+        raise ValueError(f"steps_per_execution must be >= 1 (1 on torch): {steps}")
 
 
 def _leaves(layer) -> list:

@@ -11,6 +11,9 @@ config once from its shared argument group (:mod:`cnnlearn.cli._args`).
 from __future__ import annotations
 
 import dataclasses
+import importlib.util
+import os
+import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -18,7 +21,18 @@ from typing import TYPE_CHECKING
 if TYPE_CHECKING:  # annotations only: the CLI imports this module before --help
     import numpy as np
 
-__all__ = ["DEVICES", "RunConfig", "RunData", "check_device_name", "load_data"]
+__all__ = [
+    "BACKENDS",
+    "DEVICES",
+    "RunConfig",
+    "RunData",
+    "check_device_name",
+    "load_data",
+    "use_backend",
+]
+
+# The Keras 3 backends the book runs on, and the module each one needs.
+BACKENDS = {"tensorflow": "tensorflow", "jax": "jax", "torch": "torch"}
 
 # The book's one device vocabulary: every chapter's ``device`` parameter, every
 # CLI verb's ``--device``, every run routine. :func:`check_device_name` checks a
@@ -35,6 +49,33 @@ def check_device_name(device: str) -> str:
         raise ValueError(
             f"unknown device {device!r}: expected one of {', '.join(DEVICES)}"
         )
+    return name
+
+
+def use_backend(name: str) -> str:
+    """Make ``name`` this process's Keras backend (``KERAS_BACKEND``).
+
+    Keras reads the variable once, when it is first imported: call this
+    before. A name outside :data:`BACKENDS`, a backend whose library is not
+    installed, or Keras already running on another backend is a one-line
+    :class:`ValueError`. Used by ``cnnlearn <verb> --backend`` and ``cnnlearn
+    book run --backend``, which starts each chapter's kernel with it (chapter 4).
+    """
+    if name not in BACKENDS:
+        raise ValueError(
+            f"unknown backend {name!r}: expected one of {', '.join(BACKENDS)}"
+        )
+    if importlib.util.find_spec(BACKENDS[name]) is None:
+        raise ValueError(
+            f"backend {name!r} needs {BACKENDS[name]}, which is not installed"
+        )
+    keras = sys.modules.get("keras")
+    if keras is not None and keras.config.backend() != name:
+        raise ValueError(
+            f"Keras already runs on {keras.config.backend()} in this process: "
+            f"start a new one with KERAS_BACKEND={name}"
+        )
+    os.environ["KERAS_BACKEND"] = name
     return name
 
 

@@ -69,3 +69,16 @@ def mnist(data_dir):
     from cnnlearn import data
 
     return data.load_dataset("mnist", data_dir)
+
+
+# For a subprocess's code: ``killing(f)`` wraps an ``os`` function so that the
+# process SIGKILLs itself at call number ``kill_at`` (counted in ``calls``).
+KILLING = """def killing(real):
+    def wrapper(*args, **kwargs):
+        global calls
+        calls += 1
+        if calls == kill_at:
+            os.kill(os.getpid(), signal.SIGKILL)
+        return real(*args, **kwargs)
+    return wrapper
+"""

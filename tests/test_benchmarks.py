@@ -56,8 +56,11 @@ def provenance_calls(path: Path) -> set[str]:
     }
 
 
-def test_there_are_ten_benchmarks():
-    assert len(SCRIPTS) == 10, [p.name for p in SCRIPTS]
+def test_make_benchmarks_runs_every_script():
+    """``make benchmarks`` runs each script (``gpu.py`` needs a GPU machine)."""
+    makefile = (REPO / "Makefile").read_text()
+    missing = [p.name for p in SCRIPTS if f"benchmarks/{p.name}" not in makefile]
+    assert len(SCRIPTS) >= 10 and not missing, missing
 
 
 @pytest.mark.parametrize("path", SCRIPTS, ids=lambda p: p.stem)
@@ -161,7 +164,7 @@ def compression_part(config: dict | None, method: str, with_provenance=True) -> 
 
 
 def test_compression_merge_keeps_every_rows_config(tmp_path):
-    merge = load("compression").merge
+    merge = load("model_compression").merge
     a, b = tmp_path / "a.json", tmp_path / "b.json"
     a.write_text(json.dumps(compression_part({"frontier_epochs": 5}, "int8")))
     b.write_text(json.dumps(compression_part({"frontier_epochs": 2}, "fp16", False)))
@@ -183,7 +186,7 @@ def test_compression_merge_keeps_every_rows_config(tmp_path):
 
 
 def test_compression_merge_refuses_rows_of_unknown_config(tmp_path):
-    merge = load("compression").merge
+    merge = load("model_compression").merge
     a, b = tmp_path / "a.json", tmp_path / "b.json"
     a.write_text(json.dumps(compression_part({"frontier_epochs": 5}, "int8")))
     b.write_text(json.dumps(compression_part(None, "fp16", False)))

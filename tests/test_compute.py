@@ -104,9 +104,11 @@ def test_overrides_are_kept_and_explained():
     assert p.jit_compile and p.eval_batch_size == 64
     assert p.reasons["precision"] == "set by the caller"
     assert list(p.reasons) == [
+        "backend",
         "device",
         "pipeline",
         "batch_size",
+        "devices",
         "steps_per_execution",
         "precision",
         "jit_compile",
@@ -173,3 +175,45 @@ def test_small_batches_grow_when_an_epoch_keeps_enough_steps():
     few = compute.plan(data=(mnist[0][:6000], mnist[1][:6000]), batch_size=32)
     assert few.batch_size == 32 and "steps/epoch" in few.reasons["batch_size"]
     assert compute.plan(data=object(), batch_size=32).batch_size == 32
+
+
+@pytest.mark.parametrize("backend", ["jax", "torch"])
+def test_the_plan_follows_the_backend(monkeypatch, backend):
+    """What each Keras backend can run, with a backend pretended (one per process)."""
+    monkeypatch.setattr(keras.config, "backend", lambda: backend)
+    x = np.zeros((60_000, 28, 28), np.uint8)
+    p = compute.plan(data=(x, np.zeros(60_000, np.int64)), device="cpu", flags=X86_BF16)
+    assert p.backend == backend and p.pipeline == "batches"
+    assert p.precision == "float32" and "oneDNN" in p.reasons["precision"]
+    assert p.jit_compile == (backend == "jax")
+    assert p.steps_per_execution == (1 if backend == "torch" else 32)
+    assert p.devices == 1
+
+
+def test_torch_refuses_several_steps_per_execution(monkeypatch):
+    monkeypatch.setattr(keras.config, "backend", lambda: "torch")
+    with pytest.raises(ValueError, match="1 on torch"):
+        compute.plan(device="cpu", steps_per_execution=4)
+
+
+def test_data_parallel_devices_must_split_the_batch():
+    assert compute.plan(device="cpu").devices == 1  # one device, whatever the backend
+    with pytest.raises(ValueError, match="does not split over 3 devices"):
+        compute.plan(device="cpu", batch_size=32, devices=3, pipeline="batches")
+    with pytest.raises(ValueError, match="needs the 'batches' pipeline"):
+        compute.plan(device="cpu", batch_size=32, devices=2, pipeline="numpy")
+
+
+def test_several_devices_need_jax():
+    from cnnlearn import train
+
+    x = np.zeros((64, 28, 28, 1), np.float32)
+    with pytest.raises(ValueError, match="keras.distribution runs on JAX only"):
+        train.fit(
+            models.get_model("seed"),
+            x,
+            np.zeros(64, np.int64),
+            epochs=1,
+            plan={"devices": 2, "batch_scale": 1, "pipeline": "batches"},
+            verbose=0,
+        )

@@ -176,7 +176,28 @@ def test_modified_files_fail_verification_unless_opted_out(tmp_path):
 
 def test_image_label_count_mismatch(tmp_path):
     write_dataset(tmp_path, n_train=6, n_train_labels=5)
-    with pytest.raises(DataError, match="count mismatch.*6 images, 5 labels"):
+    with pytest.raises(DataError, match="count mismatch.*6 images, 5 labels") as e:
+        data.load_dataset("mnist", tmp_path, verify=False)
+    names = ("train-images-idx3-ubyte.gz", "train-labels-idx1-ubyte.gz")
+    assert all(str(tmp_path / name) in str(e.value) for name in names)
+
+
+def test_split_errors_name_their_file(tmp_path):
+    """Wrong shapes and types name the file, and labels that do not fit in
+    uint8 are refused, not wrapped (263 would read as 7), even unverified."""
+    labels = tmp_path / "train-labels-idx1-ubyte.gz"
+    images = tmp_path / "train-images-idx3-ubyte.gz"
+    write_dataset(tmp_path)
+    labels.write_bytes(gzip.compress(idx_bytes(np.full(6, 263), code=0x0C)))
+    with pytest.raises(DataError, match=f"{labels}: train labels must be uint8"):
+        data.load_dataset("mnist", tmp_path, verify=False)
+    write_dataset(tmp_path)
+    labels.write_bytes(gzip.compress(idx_bytes(np.zeros((6, 1), np.uint8))))
+    with pytest.raises(DataError, match=f"{labels}: labels must be 1-D"):
+        data.load_dataset("mnist", tmp_path, verify=False)
+    write_dataset(tmp_path)
+    images.write_bytes(gzip.compress(idx_bytes(np.zeros((6, 784), np.uint8))))
+    with pytest.raises(DataError, match=f"{images}: images must be 3-D"):
         data.load_dataset("mnist", tmp_path, verify=False)
 
 

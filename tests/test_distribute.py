@@ -3,6 +3,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+import shutil
 import subprocess
 import sys
 import textwrap
@@ -190,6 +191,67 @@ def test_resume_mid_epoch_counts_no_batch_twice(small, tmp_path):
         np.testing.assert_allclose(a, b, atol=1e-5)
     more = fit(ckpt, epochs=3)  # a finished run goes on from its last step
     assert more.initial_step == 16 and more["step"] == [8, 16, 24]
+
+
+def _checkpointed(small, directory, epochs=1):
+    x, y = small
+    return distribute.distributed_fit(
+        lambda: models.get_model("seed", seed=0), (x, y), epochs=epochs,
+        global_batch_size=128, checkpoint_dir=directory, seed=0, verbose=False,
+    )  # fmt: skip
+
+
+def _truncate(path, size):
+    with open(path, "r+b") as f:
+        f.truncate(size)
+
+
+def test_a_damaged_checkpoint_is_named_before_training(small, tmp_path):
+    """Resuming from a truncated checkpoint raised IndexError from deep inside
+    the restore; now each kind of damage is a one-line error naming the file."""
+    from cnnlearn.distribute import loop
+
+    good = tmp_path / "good"
+    _checkpointed(small, good)
+    assert loop.check_checkpoint(good).endswith("ckpt-8")
+    assert loop.check_checkpoint(tmp_path / "none") is None
+    damages = {
+        "ckpt-8.data-00000-of-00001": lambda p: _truncate(p, 1000),
+        "ckpt-8.index": lambda p: _truncate(p, 100),
+        "checkpoint": lambda p: p.write_text("garbage{{"),
+    }
+    for name, damage in damages.items():
+        bad = tmp_path / name.replace(".", "_")
+        shutil.copytree(good, bad)
+        damage(bad / name)
+        with pytest.raises(ValueError, match="corrupt or truncated checkpoint") as e:
+            loop.check_checkpoint(bad)
+        assert f"{bad / name}:" in str(e.value) and "\n" not in str(e.value)
+    with pytest.raises(ValueError, match=r"ckpt-8\.data-00000-of-00001: corrupt"):
+        _checkpointed(small, tmp_path / "ckpt-8_data-00000-of-00001", epochs=2)
+    (good / "history-8.json").write_text('{"loss": [1')
+    with pytest.raises(ValueError, match=r"history-8\.json: corrupt checkpoint hist"):
+        _checkpointed(small, good, epochs=2)
+
+
+def test_ctrl_c_saves_a_checkpoint_the_next_run_resumes(small, tmp_path, monkeypatch):
+    import signal
+
+    from cnnlearn.train.runs import TrainingInterrupted
+
+    def ctrl_c_at_step_5(step, worker):
+        if step == 5:
+            os.kill(os.getpid(), signal.SIGINT)
+
+    monkeypatch.setattr("cnnlearn.distribute.loop._fault", ctrl_c_at_step_5)
+    with pytest.raises(TrainingInterrupted, match="at step 6: checkpoint saved"):
+        _checkpointed(small, tmp_path / "run", epochs=2)
+    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
+    monkeypatch.undo()
+    resumed = _checkpointed(small, tmp_path / "run", epochs=2)
+    assert (resumed.initial_step, resumed.final_step) == (6, 16)
+    whole = _checkpointed(small, tmp_path / "whole", epochs=2)
+    np.testing.assert_allclose(resumed["loss"], whole["loss"], rtol=1e-5)
 
 
 def test_distributed_fit_checks_its_input(small):

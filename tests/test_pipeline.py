@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import gzip
+
 import numpy as np
 import pytest
 
@@ -378,3 +380,51 @@ def test_model_trains_on_tfrecords(small, tmp_path):
     )
     history = model.fit(ds, epochs=2, shuffle=False, verbose=0).history
     assert history["loss"][1] < history["loss"][0]
+
+
+def test_masked_crc32c_matches_tensorflows_record_headers(small, tmp_path):
+    # the CRC-32C check value of "123456789" is 0xE3069283, masked as TFRecord does
+    crc = 0xE3069283
+    masked = ((((crc >> 15) | (crc << 17)) & 0xFFFFFFFF) + 0xA282EAD8) & 0xFFFFFFFF
+    assert tfrecords.masked_crc32c(b"123456789") == masked
+    x, y = small
+    path = pipeline.write_tfrecords(x[:3], y[:3], tmp_path, 1, compression="")[0]
+    raw = path.read_bytes()
+    record = int.from_bytes(raw[:8], "little") + 16
+    for start in range(0, len(raw), record):  # every header TF wrote
+        header = raw[start : start + 12]
+        assert tfrecords.masked_crc32c(header[:8]) == int.from_bytes(
+            header[8:], "little"
+        )
+
+
+def _huge_record_shard(compression: str) -> bytes:
+    """76 bytes: a record claiming 2**40 bytes, its length CRC valid."""
+    length = (1 << 40).to_bytes(8, "little")
+    crc = tfrecords.masked_crc32c(length).to_bytes(4, "little")
+    raw = length + crc + bytes(64)
+    return gzip.compress(raw) if compression == "GZIP" else raw
+
+
+@pytest.mark.parametrize("compression", ["", "GZIP"])
+def test_a_huge_length_field_is_refused_before_tensorflow_reads(tmp_path, compression):
+    """TensorFlow's reader trusts the length (a segmentation fault on this
+    shard); the header walk refuses it first, naming the file, also when the
+    caller turns verification off."""
+    path = tmp_path / "evil.tfrecord"
+    path.write_bytes(_huge_record_shard(compression))
+    with pytest.raises(DataError, match=r"evil\.tfrecord: .*claims 1099511627776"):
+        pipeline.check_shards([path], compression=compression)
+    with pytest.raises(DataError, match=r"evil\.tfrecord: .*claims 1099511627776"):
+        pipeline.tfrecord_dataset([path], compression=compression, verify=False)
+
+
+def test_a_length_field_failing_its_crc_is_refused(small, tmp_path):
+    x, y = small
+    path = pipeline.write_tfrecords(x[:8], y[:8], tmp_path, 1, compression="")[0]
+    raw = bytearray(path.read_bytes())
+    record = int.from_bytes(raw[:8], "little") + 16
+    raw[3 * record] ^= 0x01  # record 3 is one byte longer, says its length field
+    path.write_bytes(bytes(raw))
+    with pytest.raises(DataError, match="record 3: its length field fails its CRC"):
+        pipeline.check_shards([path], compression="")

@@ -18,8 +18,15 @@ import sys
 
 from cnnlearn import __version__
 from cnnlearn.cli import compress, deploy
-from cnnlearn.cli._args import Parser, add_run_arguments, bounded, positive, run_config
-from cnnlearn.config import RunConfig
+from cnnlearn.cli._args import (
+    Parser,
+    add_backend_argument,
+    add_run_arguments,
+    bounded,
+    positive,
+    run_config,
+)
+from cnnlearn.config import RunConfig, use_backend
 from cnnlearn.progress import say
 
 __all__ = ["build_parser", "main"]
@@ -48,6 +55,7 @@ def _add_train(verbs) -> None:
     train.add_argument("--tensorboard", action="store_true")
     train.add_argument("--early-stopping", type=positive, metavar="PATIENCE")
     train.add_argument("--output", required=True, help="run directory")
+    add_backend_argument(train)
     _add_plan_options(train)
     _add_distributed_options(train)
 
@@ -118,6 +126,7 @@ def _add_book(verbs) -> None:
     run = book_verbs.add_parser("run", help="run chapters, write summary.json")
     run.add_argument("chapters", nargs="*", help="e.g. 04 or 04_mnist_training")
     run.add_argument("--device", default="auto", help="auto, cpu, gpu or tpu")
+    add_backend_argument(run)
     run.add_argument("--precision", help="injected where a chapter has it")
     run.add_argument("--param", action="append", default=[], metavar="NAME=VALUE")
     run.add_argument("--output-dir", "--output", dest="output", required=True)
@@ -166,6 +175,7 @@ def _add_evaluate(verbs) -> None:
     evaluate.add_argument("--dataset", default="mnist")
     evaluate.add_argument("--data-dir")
     evaluate.add_argument("--output", help="default: the model's directory")
+    add_backend_argument(evaluate)
 
 
 # The verbs import what they run when they run: ``--help`` stays instant and
@@ -173,7 +183,9 @@ def _add_evaluate(verbs) -> None:
 
 
 def _train(args) -> str:
-    from cnnlearn import distribute, train
+    import os
+
+    from cnnlearn import train
 
     jit = {"on": True, "off": False, None: None}[args.jit_compile]
     overrides = {
@@ -185,7 +197,7 @@ def _train(args) -> str:
     config = run_config(
         args, plan={k: v for k, v in overrides.items() if v is not None}
     )
-    if args.strategy != "auto" or len(distribute.task_info().get("cluster", {})):
+    if args.strategy != "auto" or os.environ.get("TF_CONFIG", "").strip():
         return _train_distributed(args, config)
     metrics = train.run_training(
         config,
@@ -250,6 +262,7 @@ def _book(args) -> str:
         precision=args.precision,
         params=book.parse_params(args.param),
         timeout=args.timeout,
+        backend=args.backend,
     )
     failed = [r["chapter"] for r in summary["chapters"] if not r["ok"]]
     if failed:
@@ -320,9 +333,6 @@ def main(argv: list[str] | None = None) -> int:
     """Run ``cnnlearn`` with ``argv``; the exit status (0 ok, 1 bad input or a
     failed run, 2 bad arguments)."""
     args = build_parser().parse_args(argv)
-    if args.verb != "serve":  # the LiteRT server runs without TensorFlow
-        import cnnlearn._tf  # noqa: F401  (after parsing: --help stays instant)
-
     verb = {
         "train": _train,
         "evaluate": _evaluate,
@@ -334,9 +344,16 @@ def main(argv: list[str] | None = None) -> int:
         "deploy": deploy.deploy,
     }[args.verb]
     try:
+        if getattr(args, "backend", None):
+            use_backend(args.backend)  # before anything imports Keras
+        if args.verb != "serve":  # the LiteRT server runs without TensorFlow
+            import cnnlearn._tf  # noqa: F401  (after parsing: --help stays instant)
         with contextlib.redirect_stdout(sys.stderr):  # Keras progress → stderr
             summary = verb(args)
-    except (ValueError, OSError) as exc:  # DataError is a ValueError
+    except KeyboardInterrupt as exc:  # TrainingInterrupted, or a second Ctrl-C
+        say(f"cnnlearn {args.verb}: {exc or 'interrupted'}")
+        return 130
+    except (ValueError, OSError, ImportError) as exc:  # DataError: a ValueError
         message = " ".join(str(exc).split())  # one line, whatever the source
         say(f"cnnlearn {args.verb}: error: {message}")
         return 1

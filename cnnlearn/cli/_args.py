@@ -11,12 +11,13 @@ from __future__ import annotations
 import argparse
 import math
 
-from cnnlearn.config import RunConfig
+from cnnlearn.config import BACKENDS, RunConfig
 
 __all__ = [
     "EXIT_BAD_INPUT",
     "RUN_FIELDS",
     "Parser",
+    "add_backend_argument",
     "add_run_arguments",
     "bounded",
     "fraction",
@@ -109,6 +110,18 @@ def add_run_arguments(
             said = [helps[name], options.get("help")]
             options = {**options, "help": "; ".join(filter(None, said))}
         group.add_argument(flag, default=default, **options)
+
+
+def add_backend_argument(parser) -> None:
+    """``--backend``: the Keras backend the verb runs on (chapter 4). Only the
+    verbs that run on every backend take it (``train``, ``evaluate``, ``book
+    run``); compression and serving are TensorFlow's, and there ``--backend``
+    names the serving runtime."""
+    parser.add_argument(
+        "--backend",
+        choices=list(BACKENDS),
+        help="Keras backend; default: $KERAS_BACKEND, else tensorflow",
+    )
 
 
 def run_config(args: argparse.Namespace, **extra) -> RunConfig:

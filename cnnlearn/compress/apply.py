@@ -16,7 +16,7 @@ import keras
 import numpy as np
 
 from cnnlearn import train
-from cnnlearn._io import atomic_path, check_output_dir, write_json
+from cnnlearn._io import atomic_path, check_keras_file, check_output_dir, write_json
 from cnnlearn.compress import distill, fuse, prune, quantize
 from cnnlearn.compress.common import count_nonzero
 from cnnlearn.config import RunConfig, RunData, load_data
@@ -47,6 +47,7 @@ def _load(path: str | Path, what: str) -> keras.Model:
         raise FileNotFoundError(f"{what} file not found: {path}")
     if path.suffix != ".keras":
         raise ValueError(f"expected a .keras {what} file, got {path.name}")
+    check_keras_file(path)
     return keras.models.load_model(path, compile=False)
 
 

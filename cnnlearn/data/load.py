@@ -261,22 +261,32 @@ def _check_name(name: str) -> None:
 def _load_split(
     name: str, directory: Path, split: str, verify: bool
 ) -> tuple[np.ndarray, np.ndarray]:
+    """One split's images and labels; every error names the file it is about."""
+    paths = [_find_file(directory, stem) for stem in _SPLIT_FILES[split]]
+    for stem, path in zip(_SPLIT_FILES[split], paths):
+        if path is None:  # gone since find_dataset_dir looked
+            raise FileNotFoundError(f"IDX file not found: {directory / stem}[.gz]")
     arrays = [
-        load_idx(_find_file(directory, stem), _SHA256[name][stem] if verify else None)
-        for stem in _SPLIT_FILES[split]
+        load_idx(path, _SHA256[name][stem] if verify else None)
+        for stem, path in zip(_SPLIT_FILES[split], paths)
     ]
+    for path, array, what in zip(paths, arrays, ("images", "labels")):
+        if array.dtype != np.uint8:  # a cast would wrap values (263 -> 7)
+            raise DataError(
+                f"{path}: {split} {what} must be uint8 (IDX type 0x08), found "
+                f"{array.dtype}"
+            )
     images, labels = arrays
-    if images.ndim != 3 or labels.ndim != 1:
-        raise DataError(
-            f"{directory}: {split} images must be 3-D and labels 1-D, found shapes "
-            f"{images.shape} and {labels.shape}"
-        )
+    if images.ndim != 3:
+        raise DataError(f"{paths[0]}: images must be 3-D, found shape {images.shape}")
+    if labels.ndim != 1:
+        raise DataError(f"{paths[1]}: labels must be 1-D, found shape {labels.shape}")
     if len(images) != len(labels):
         raise DataError(
-            f"{directory}: image/label count mismatch in the {split} split: "
-            f"{len(images)} images, {len(labels)} labels"
+            f"{paths[0]} and {paths[1]}: image/label count mismatch in the {split} "
+            f"split: {len(images)} images, {len(labels)} labels"
         )
-    return images.astype(np.uint8, copy=False), labels.astype(np.uint8, copy=False)
+    return images, labels
 
 
 def load_dataset(

@@ -29,11 +29,21 @@ training-input statistics for drift monitoring (:mod:`cnnlearn.deploy.monitor`)
 and provenance. TF Serving ignores all three.
 :func:`cnnlearn.deploy.parity.parity_check` compares every format with the
 Keras model.
+
+Every format is written from :func:`inference_model`: the model without its
+training-only layers (random augmentation and noise), and every artifact is
+checked with :func:`check_inference_graph` before it is renamed into place, so
+no export holds a random, augmentation or variable-update op. Models that are
+not image classifiers (the chapter-9 text CNN and Caser) export too, with
+:func:`export_saved_model`, :func:`export_tflite` and :func:`export_onnx`;
+:func:`export_version` is for image models.
 """
 
 from __future__ import annotations
 
+import functools
 import importlib.util
+import inspect
 import json
 import os
 import shutil
@@ -52,9 +62,17 @@ __all__ = [
     "METADATA_FILE",
     "ONNX_FILE",
     "TFLITE_FILE",
+    "TRAINING_ONLY_LAYERS",
+    "TRAINING_OPS",
+    "check_inference_graph",
     "export_onnx",
+    "export_saved_model",
     "export_tflite",
     "export_version",
+    "graph_ops",
+    "inference_model",
+    "input_signature",
+    "is_training_only",
     "list_versions",
     "next_version",
     "read_metadata",
@@ -121,6 +139,123 @@ def read_metadata(version_dir: str | Path) -> dict:
     return json.loads(path.read_text())
 
 
+# Layers that change their input only while training; at inference each returns
+# its input unchanged, so the inference model leaves them out. Keras' Random*
+# layers are listed by name prefix (RandomCrop is not one: its docstring says it
+# crops at inference too). Dropout and SpatialDropout stay: their call defaults
+# to training=False and exports to no op at all.
+TRAINING_ONLY_LAYERS = (
+    "AlphaDropout",
+    "AugMix",
+    "CutMix",
+    "GaussianDropout",
+    "GaussianNoise",
+    "MixUp",
+    "RandAugment",
+    "Random*",
+    "Solarization",
+)
+
+
+def is_training_only(layer) -> bool:
+    """Whether ``layer`` is a Keras augmentation or noise layer (chapter 8).
+
+    True for instances (subclasses too) of the Keras layers that
+    :data:`TRAINING_ONLY_LAYERS` names: random augmentation, mixing and noise,
+    which are the identity at inference.
+    """
+    return isinstance(layer, _training_only_classes())
+
+
+@functools.cache
+def _training_only_classes() -> tuple[type, ...]:
+    import keras
+
+    names = [n for n in TRAINING_ONLY_LAYERS if not n.endswith("*")]
+    names += [n for n in dir(keras.layers) if n.startswith("Random")]
+    return tuple(
+        getattr(keras.layers, n)
+        for n in names
+        if n != "RandomCrop" and hasattr(keras.layers, n)
+    )
+
+
+def inference_model(model):
+    """``model`` without its training-only layers: what every export writes.
+
+    The layers that :func:`is_training_only` names (random augmentation and
+    noise, the identity at inference) are left out, in nested models too; every
+    other layer is the same object, so the weights are shared, not copied. A
+    ``Sequential`` model is rebuilt from its remaining layers, a functional one
+    with ``keras.models.clone_model`` (a ``clone_function`` that keeps each
+    layer and a ``call_function`` that passes a training-only layer's input
+    through). A model with nothing to remove is returned as it is. Its outputs
+    equal ``model(x, training=False)``.
+
+    This matters beyond tidiness. Keras' ONNX export (``model.export(...,
+    format="onnx")`` with TensorFlow) traces ``model.__call__`` without a
+    ``training`` argument; a layer then takes its ``call`` default and stores it
+    in the call context for the layers after it, and the Random* layers default
+    to ``training=True``. Exported as it is, a model that begins with
+    augmentation would augment every request and normalize with batch
+    statistics. So a layer that is kept but whose ``call`` defaults to
+    ``training=True`` is refused (``ValueError``). Used in chapter 8.
+    """
+    import keras
+
+    stripped = _strip(model)
+    for layer in _all_layers(stripped):
+        parameter = inspect.signature(layer.call).parameters.get("training")
+        if parameter is not None and parameter.default is True:
+            raise ValueError(
+                f"layer {layer.name!r} ({type(layer).__name__}) defaults to "
+                "training=True and is not a known training-only layer: expected "
+                "none in an inference model"
+            )
+    if not isinstance(stripped, keras.Model):
+        raise ValueError(f"expected a keras.Model, got {type(model).__name__}")
+    return stripped
+
+
+def _all_layers(model) -> list:
+    """Every layer of ``model``, nested models' layers included."""
+    found = []
+    for layer in getattr(model, "layers", []):
+        found.append(layer)
+        found.extend(_all_layers(layer))
+    return found
+
+
+def _strip(model):
+    """``model`` rebuilt without training-only layers (itself if it has none)."""
+    import keras
+
+    if _skipped(model) or not any(map(is_training_only, _all_layers(model))):
+        return model  # nothing to remove, or nothing but (the caller drops it)
+    if isinstance(model, keras.Sequential):
+        kept = [_strip(layer) for layer in model.layers if not _skipped(layer)]
+        spec = model.inputs[0]
+        head = keras.Input(batch_shape=spec.shape, dtype=spec.dtype)
+        return keras.Sequential([head, *kept], name=model.name)
+    if isinstance(model, keras.Model):
+
+        def call(layer, *args, **kwargs):
+            return args[0] if _skipped(layer) else layer(*args, **kwargs)
+
+        return keras.models.clone_model(
+            model, clone_function=_strip, call_function=call
+        )
+    return model
+
+
+def _skipped(layer) -> bool:
+    """A training-only layer, or a nested model of nothing else (augmentation)."""
+    if is_training_only(layer):
+        return True
+    inner = getattr(layer, "layers", None)
+    return bool(inner) and all(_skipped(x) for x in inner)
+
+
 def _check_model(model) -> tuple[tuple[int, ...], int]:
     shape = tuple(model.input_shape[1:])
     classes = int(model.output_shape[-1])
@@ -129,7 +264,49 @@ def _check_model(model) -> tuple[tuple[int, ...], int]:
     return shape, classes
 
 
-def _write_saved_model(model, path: Path, image_shape: tuple[int, ...]) -> None:
+def _is_image_model(model) -> bool:
+    """One float input shaped (N, H, W, C), as :func:`export_version` needs."""
+    if len(model.inputs) != 1:
+        return False
+    spec = model.inputs[0]
+    shape = tuple(spec.shape[1:])
+    return len(shape) == 3 and None not in shape and "float" in str(spec.dtype)
+
+
+def input_signature(model) -> dict:
+    """The exported inputs of ``model``: name → ``tf.TensorSpec``, batch ``None``.
+
+    An image model has one input, ``image`` (float32 ``[N, H, W, C]``, as
+    ``serving_default`` takes it); any other model keeps its Keras input names
+    and dtypes (``tokens`` for the text CNN, ``users`` and ``items`` for
+    Caser). Used in chapters 8 and 9.
+    """
+    import cnnlearn._tf  # noqa: F401
+
+    # isort: split
+    import tensorflow as tf
+
+    if _is_image_model(model):
+        shape = [None, *model.inputs[0].shape[1:]]
+        return {"image": tf.TensorSpec(shape, tf.float32, name="image")}
+    return {
+        t.name: tf.TensorSpec([None, *t.shape[1:]], t.dtype, name=t.name)
+        for t in model.inputs
+    }
+
+
+def _call(model, tensors: dict):
+    """``model``'s inference-mode output on named tensors (see input_signature)."""
+    import keras
+
+    if len(model.inputs) == 1:
+        inputs = next(iter(tensors.values()))
+    else:
+        inputs = keras.tree.map_structure(lambda t: tensors[t.name], model.input)
+    return model(inputs, training=False)
+
+
+def _write_saved_model(model, path: Path) -> None:
     # TensorFlow is imported where it is used: the LiteRT server imports this
     # module (for its file names) and must run without it.
     import cnnlearn._tf  # noqa: F401
@@ -138,54 +315,121 @@ def _write_saved_model(model, path: Path, image_shape: tuple[int, ...]) -> None:
     import keras
     import tensorflow as tf
 
-    def predict(x):
-        return {"probabilities": model(x, training=False)}
+    model = inference_model(model)
+    specs = input_signature(model)
 
-    def from_uint8(image):
-        return predict(tf.cast(image, tf.float32) / 255.0)
-
-    def from_bytes(image_bytes):
-        pixels = tf.io.decode_raw(image_bytes, tf.uint8)
-        return from_uint8(tf.reshape(pixels, [-1, *image_shape]))
+    def predict(*tensors):
+        return {"probabilities": _call(model, dict(zip(specs, tensors)))}
 
     archive = keras.export.ExportArchive()
     archive.track(model)
-    spec = [None, *image_shape]
-    archive.add_endpoint(
-        "serving_default",
-        lambda image: predict(image),
-        input_signature=[tf.TensorSpec(spec, tf.float32, name="image")],
-    )
-    archive.add_endpoint(
-        "serving_uint8",
-        from_uint8,
-        input_signature=[tf.TensorSpec(spec, tf.uint8, name="image")],
-    )
-    archive.add_endpoint(
-        "serving_bytes",
-        from_bytes,
-        input_signature=[tf.TensorSpec([None], tf.string, name="image_bytes")],
-    )
+    archive.add_endpoint("serving_default", predict, list(specs.values()))
+    if _is_image_model(model):
+        image_shape = specs["image"].shape[1:]
+
+        def from_uint8(image):
+            return predict(tf.cast(image, tf.float32) / 255.0)
+
+        def from_bytes(image_bytes):
+            pixels = tf.io.decode_raw(image_bytes, tf.uint8)
+            return from_uint8(tf.reshape(pixels, [-1, *image_shape]))
+
+        spec = [None, *image_shape]
+        archive.add_endpoint(
+            "serving_uint8",
+            from_uint8,
+            input_signature=[tf.TensorSpec(spec, tf.uint8, name="image")],
+        )
+        archive.add_endpoint(
+            "serving_bytes",
+            from_bytes,
+            input_signature=[tf.TensorSpec([None], tf.string, name="image_bytes")],
+        )
     with quiet():
         archive.write_out(str(path), verbose=False)
+    check_inference_graph(path)
+
+
+def export_saved_model(model, path: str | Path) -> Path:
+    """Write :func:`inference_model` of ``model`` as a SavedModel at ``path``.
+
+    An image model gets the three serving signatures of the module docstring;
+    any other model one, ``serving_default``, with the inputs of
+    :func:`input_signature` and the output ``probabilities``. The directory is
+    written beside ``path`` and renamed into place when complete and checked
+    (:func:`check_inference_graph`); an existing ``path`` is an error
+    (``FileExistsError``). Used in chapters 8 and 9.
+    """
+    path = Path(path)
+    if path.exists():
+        raise FileExistsError(f"{path} exists: expected a new directory")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex[:8]}.tmp")
+    try:
+        _write_saved_model(model, tmp)
+        os.rename(tmp, path)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    return path
 
 
 def tflite_bytes(model, mode: str = "float32", representative_data=None) -> bytes:
-    """Convert ``model`` to a TFLite flatbuffer with chapter 6's converter.
+    """Convert :func:`inference_model` of ``model`` to a TFLite flatbuffer.
 
     ``mode`` is ``"float32"``, ``"dynamic"``, ``"float16"`` or ``"int8"``
-    (``int8`` needs ``representative_data``: float images in [0, 1]).
+    (``int8`` needs ``representative_data``: float images in [0, 1]); a model
+    with one input goes through chapter 6's converter. TensorFlow's
+    ``TFLiteConverter.from_keras_model`` fails on a model with several inputs
+    (Caser), so such a model is converted from its ``serving_default``
+    SavedModel signature (which calls it with ``training=False``), in
+    ``float32`` only. The flatbuffer is checked
+    with :func:`check_inference_graph`. Used in chapters 8 and 9.
     """
-    from cnnlearn.compress.quantize import convert  # TensorFlow: see above
+    from cnnlearn.compress.quantize import MODES, convert  # TensorFlow: see above
 
-    with quiet():
-        return convert(model, mode=mode, representative_data=representative_data)
+    model = inference_model(model)
+    if len(model.inputs) == 1:
+        with quiet():
+            flatbuffer = convert(
+                model, mode=mode, representative_data=representative_data
+            )
+    elif mode != "float32":
+        raise ValueError(
+            f"mode {mode!r} for a model with {len(model.inputs)} inputs: expected "
+            f"'float32' (the other {MODES} need chapter 6's one-input converter)"
+        )
+    else:
+        flatbuffer = _tflite_from_saved_model(model)
+    check_inference_graph(flatbuffer, name="TFLite flatbuffer")
+    return flatbuffer
+
+
+def _tflite_from_saved_model(model) -> bytes:
+    import tempfile
+
+    import cnnlearn._tf  # noqa: F401
+
+    # isort: split
+    import tensorflow as tf
+
+    with tempfile.TemporaryDirectory() as tmp:
+        _write_saved_model(model, Path(tmp) / "saved_model")
+        with quiet():
+            converter = tf.lite.TFLiteConverter.from_saved_model(
+                str(Path(tmp) / "saved_model"), signature_keys=["serving_default"]
+            )
+            return bytes(converter.convert())
 
 
 def export_tflite(
     model, path: str | Path, mode: str = "float32", representative_data=None
 ) -> Path:
-    """Write ``model`` as a TFLite file at ``path`` (atomically); return the path."""
+    """Write ``model`` as a TFLite file at ``path`` (atomically); return the path.
+
+    The file is :func:`tflite_bytes`: the inference model, checked. Used in
+    chapter 8.
+    """
     flatbuffer = tflite_bytes(model, mode, representative_data)
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -203,27 +447,34 @@ def _require_tf2onnx() -> None:
 
 
 def export_onnx(model, path: str | Path) -> Path:
-    """Write ``model`` as ONNX with ``model.export(format="onnx")``, atomically.
+    """Write :func:`inference_model` of ``model`` as ONNX, atomically.
 
-    The ONNX graph has one input ``image`` (float32 ``[N, H, W, C]`` in [0, 1],
-    like ``serving_default``) and one output ``probabilities``. The input
-    signature is given explicitly, so a model that was just loaded and never
-    called exports too. Run it with ``onnxruntime``. Used in chapter 8.
+    The graph's inputs are :func:`input_signature`'s (an image model's is
+    ``image``: float32 ``[N, H, W, C]`` in [0, 1], like ``serving_default``);
+    its one output is ``probabilities``. The input signature is given
+    explicitly, so a model that was just loaded and never called exports too.
+    The graph must pass ``onnx.checker`` and :func:`check_inference_graph`
+    before it is renamed into place. Run it with ``onnxruntime``. Used in
+    chapter 8.
 
-    (``tf2onnx.convert.from_keras`` does not work with Keras 3 models; Keras'
-    own export converts through ``tf2onnx.convert.from_function``.) ``tf2onnx``
-    is in ``cnnlearn``'s ``dev`` extra, not a core dependency: without it this
-    raises ``ImportError`` and writes nothing.
+    Keras' ``model.export(format="onnx")`` converts with tf2onnx
+    (``tf2onnx.convert.from_keras`` does not work with Keras 3 models).
+    ``tf2onnx`` is in ``cnnlearn``'s ``dev`` extra, not a core dependency:
+    without it this raises ``ImportError`` and writes nothing.
     """
     _require_tf2onnx()
     import cnnlearn._tf  # noqa: F401
 
     # isort: split
     import onnx
-    import tensorflow as tf
 
-    image_shape, _ = _check_model(model)
-    signature = [tf.TensorSpec([None, *image_shape], tf.float32, name="image")]
+    model = inference_model(model)
+    specs = input_signature(model)
+    signature = [specs if len(model.inputs) > 1 else next(iter(specs.values()))]
+    if len(model.inputs) > 1 and not isinstance(model.input, dict):
+        raise ValueError(
+            f"expected one input or a dict of named inputs, got {model.input}"
+        )
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     with atomic_path(path) as tmp:
@@ -234,6 +485,7 @@ def export_onnx(model, path: str | Path) -> Path:
                 str(tmp), format="onnx", verbose=False, input_signature=signature
             )
         graph_model = onnx.load(str(tmp))
+        check_inference_graph(graph_model, name=str(path))
         _rename_output(graph_model.graph, "probabilities")
         onnx.checker.check_model(graph_model)
         onnx.save(graph_model, str(tmp))
@@ -253,6 +505,119 @@ def _rename_output(graph, name: str) -> None:
             if value == old:
                 node.input[i] = name
     graph.output[0].name = name
+
+
+# Op types an inference graph must not have, matched in upper case without
+# underscores: random numbers (TF StatelessRandomUniformV2, TFLite
+# RANDOM_UNIFORM, ONNX RandomNormalLike, Bernoulli, Multinomial), the image
+# warp that augmentation runs (ImageProjectiveTransformV3), variable updates
+# (AssignVariableOp: batch norm in training mode) and, in a flatbuffer,
+# variables that were never frozen into constants (VAR_HANDLE: read as NaN).
+TRAINING_OPS = (
+    "RANDOM",
+    "MULTINOMIAL",
+    "BERNOULLI",
+    "TRUNCATEDNORMAL",
+    "RNGSKIP",
+    "RNGREADANDSKIP",
+    "IMAGEPROJECTIVETRANSFORM",
+    "ASSIGN",
+    "VARHANDLE",
+)
+
+
+def graph_ops(artifact) -> set[str]:
+    """The op types of an exported artifact, as its runtime names them.
+
+    ``artifact`` is a SavedModel directory (the ops of every serving
+    signature's graph and the functions it calls, loaded with TensorFlow), a
+    ``.tflite`` file or flatbuffer bytes (the operator codes, read with
+    LiteRT's flatbuffer schema; a TensorFlow op kept by Select TF ops shows as
+    ``Flex<op>``), or a ``.onnx`` file or ``onnx.ModelProto`` (every node's
+    ``op_type``, subgraphs included). Used in chapter 8.
+    """
+    if isinstance(artifact, bytes):
+        return _tflite_ops(artifact)
+    if not isinstance(artifact, str | Path):
+        return _onnx_ops(artifact.graph)
+    path = Path(artifact)
+    if path.is_dir():
+        return _saved_model_ops(path)
+    if path.suffix == ".tflite":
+        return _tflite_ops(path.read_bytes())
+    if path.suffix == ".onnx":
+        import onnx
+
+        return _onnx_ops(onnx.load(str(path)).graph)
+    raise ValueError(
+        f"{path}: expected a SavedModel directory, a .tflite or an .onnx file"
+    )
+
+
+def check_inference_graph(artifact, name: str | None = None) -> set[str]:
+    """Refuse an artifact with random, augmentation or training ops.
+
+    Returns :func:`graph_ops` of ``artifact`` when none of them matches
+    :data:`TRAINING_OPS`; otherwise raises ``ValueError`` naming the artifact
+    (``name``, by default its path) and those ops. Every export in this module
+    checks what it wrote. Used in chapter 8.
+    """
+    ops = graph_ops(artifact)
+    bad = sorted(
+        op for op in ops if any(p in op.upper().replace("_", "") for p in TRAINING_OPS)
+    )
+    if bad:
+        label = name or (str(artifact) if isinstance(artifact, str | Path) else "model")
+        raise ValueError(
+            f"{label}: random or training-only ops {', '.join(bad)}: expected "
+            "an inference graph (export inference_model(model))"
+        )
+    return ops
+
+
+def _saved_model_ops(path: Path) -> set[str]:
+    import cnnlearn._tf  # noqa: F401
+
+    # isort: split
+    import tensorflow as tf
+
+    ops = set()
+    for function in tf.saved_model.load(str(path)).signatures.values():
+        graph = function.graph.as_graph_def()
+        ops.update(node.op for node in graph.node)
+        for library_function in graph.library.function:
+            ops.update(node.op for node in library_function.node_def)
+    return ops
+
+
+def _tflite_ops(flatbuffer: bytes) -> set[str]:
+    from ai_edge_litert import schema_py_generated as schema
+
+    if flatbuffer[4:8] != b"TFL3":
+        raise ValueError(
+            "expected a TFLite flatbuffer (identifier TFL3), got other bytes"
+        )
+    names = {v: k for k, v in vars(schema.BuiltinOperator).items() if k.isupper()}
+    model = schema.Model.GetRootAs(flatbuffer, 0)
+    ops = set()
+    for i in range(model.OperatorCodesLength()):
+        code = model.OperatorCodes(i)
+        builtin = max(code.BuiltinCode(), code.DeprecatedBuiltinCode())
+        if builtin == schema.BuiltinOperator.CUSTOM:
+            ops.add(code.CustomCode().decode())
+        else:
+            ops.add(names.get(builtin, f"BUILTIN_{builtin}"))
+    return ops
+
+
+def _onnx_ops(graph) -> set[str]:
+    ops = set()
+    for node in graph.node:
+        ops.add(node.op_type)
+        for attribute in node.attribute:
+            for subgraph in [attribute.g, *attribute.graphs]:
+                ops |= _onnx_ops(subgraph)
+    return ops
 
 
 def export_version(
@@ -298,7 +663,12 @@ def export_version(
 
     Everything is written into ``<model_name>/.tmp-<version>-<random>/`` first
     and renamed to ``<version>`` only when complete; on any error the temporary
-    directory is removed and no version appears.
+    directory is removed and no version appears. Every format is written from
+    :func:`inference_model` and checked with :func:`check_inference_graph`,
+    except given TFLite bytes, written as they are (:func:`tflite_bytes`
+    checked them if it made them; the server tests publish broken ones on
+    purpose); ``keras_model`` and ``params`` in
+    ``cnnlearn.json`` describe ``model`` as given.
     """
     if not model_name or "/" in model_name or model_name.startswith("."):
         raise ValueError(f"model_name must be a plain directory name: {model_name!r}")
@@ -310,12 +680,14 @@ def export_version(
         raise ValueError(f"version must be an integer >= 1, got {version!r}")
     if onnx:
         _require_tf2onnx()  # before anything is written
+    model_name_keras, params = model.name, int(model.count_params())
+    model = inference_model(model)  # once; the exports below find nothing more
     final = model_dir / str(version)
     if final.exists():
         raise FileExistsError(f"{final} exists: versions are never overwritten")
     tmp = model_dir / f".tmp-{version}-{uuid.uuid4().hex[:8]}"
     try:
-        _write_saved_model(model, tmp, image_shape)
+        _write_saved_model(model, tmp)
         tflite_mode = None
         if isinstance(tflite, bytes):
             (tmp / TFLITE_FILE).write_bytes(tflite)
@@ -329,8 +701,8 @@ def export_version(
         metadata = {
             "model_name": model_name,
             "version": version,
-            "keras_model": model.name,
-            "params": int(model.count_params()),
+            "keras_model": model_name_keras,
+            "params": params,
             "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
             "image_shape": list(image_shape),
             "classes": classes,

@@ -27,7 +27,7 @@ import keras
 import numpy as np
 
 from cnnlearn import models, train
-from cnnlearn._io import check_output_dir, write_json
+from cnnlearn._io import check_keras_file, check_output_dir, write_json
 from cnnlearn.compress import quantize
 from cnnlearn.config import RunConfig, RunData, load_data
 from cnnlearn.deploy.export import (
@@ -102,6 +102,7 @@ def load_or_train(
         path = Path(model_path)
         if not path.is_file():
             raise FileNotFoundError(f"{path}: no such model file (expected .keras)")
+        check_keras_file(path)
         return keras.saving.load_model(path, compile=False), f"loaded: {path}"
     epochs = config.epochs or 1
     say(

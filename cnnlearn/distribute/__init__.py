@@ -12,10 +12,17 @@ local worker processes (``cnnlearn launch``, :func:`launch_workers`), and
 :mod:`~cnnlearn.distribute.scaling` holds the learning-rate scaling rule and the
 ring all-reduce scaling *model* the chapter plots (:func:`predicted_speedup`).
 
-The package re-exports the public names of these modules.
+The package re-exports the public names of these modules. It is TensorFlow's:
+without TensorFlow, importing it is a one-line ImportError; on JAX,
+:func:`cnnlearn.compute.plan`'s ``devices`` spread a batch instead
+(``keras.distribution``).
 """
 
 from __future__ import annotations
+
+from cnnlearn._tf import require_tensorflow
+
+require_tensorflow("cnnlearn.distribute (tf.distribute)")
 
 from cnnlearn.distribute.launch import (
     LaunchResult,
@@ -27,6 +34,7 @@ from cnnlearn.distribute.launch import (
 )
 from cnnlearn.distribute.loop import (
     DistributedHistory,
+    check_checkpoint,
     distributed_fit,
     distributed_step,
     test_step,
@@ -56,6 +64,7 @@ __all__ = [
     "FAULT_ENV",
     "STRATEGIES",
     "DistributedHistory",
+    "check_checkpoint",
     "LaunchResult",
     "allreduce_seconds",
     "choose_strategy",

@@ -32,11 +32,19 @@ import numpy as np
 import tensorflow as tf
 
 from cnnlearn._io import write_json
-from cnnlearn.distribute.strategy import FAULT_ENV, is_chief, resolve_jit, task_info
+from cnnlearn.distribute.strategy import (
+    FAULT_ENV,
+    cluster_size,
+    is_chief,
+    resolve_jit,
+    task_info,
+)
 from cnnlearn.progress import say
+from cnnlearn.train.runs import StopOnInterrupt, TrainingInterrupted
 
 __all__ = [
     "DistributedHistory",
+    "check_checkpoint",
     "distributed_fit",
     "distributed_step",
     "test_step",
@@ -228,6 +236,49 @@ def _build_in_scope(
     return model, optimizer, state
 
 
+def _damaged(path: Path | str, reason: str) -> ValueError:
+    return ValueError(
+        f"{path}: corrupt or truncated checkpoint ({reason}); "
+        f"delete {Path(path).parent} to start the run over"
+    )
+
+
+def check_checkpoint(directory: str | Path) -> str | None:
+    """The latest checkpoint in ``directory``, checked before anything trains.
+
+    Its state file must parse, and every tensor of the checkpoint it names
+    must read back whole (which catches a truncated or corrupt ``.index`` or
+    ``.data`` file), so a damaged checkpoint is a one-line ``ValueError``
+    naming the file, not an ``IndexError`` from deep inside the restore.
+    Returns the checkpoint's prefix, or ``None`` when there is none yet.
+    Used in chapter 5.
+    """
+    directory = Path(directory)
+    state_file = directory / "checkpoint"
+    if not state_file.is_file():
+        return None
+    state = tf.train.get_checkpoint_state(str(directory))
+    if state is None or not state.model_checkpoint_path:
+        raise _damaged(state_file, "the state file does not parse")
+    latest = tf.train.latest_checkpoint(str(directory))
+    if latest is None:
+        raise _damaged(
+            state_file, f"it names {state.model_checkpoint_path}, whose files are gone"
+        )
+    try:
+        reader = tf.train.load_checkpoint(latest)
+    except Exception as exc:  # TF raises OpError, IndexError, ... on damage
+        raise _damaged(f"{latest}.index", str(exc).splitlines()[0]) from None
+    for name in reader.get_variable_to_dtype_map():
+        try:
+            reader.get_tensor(name)
+        except Exception as exc:
+            data = sorted(directory.glob(f"{Path(latest).name}.data-*"))
+            where = ", ".join(str(p) for p in data) or f"{latest}.data-*"
+            raise _damaged(where, f"{name}: {str(exc).splitlines()[0]}") from None
+    return latest
+
+
 class _LoopCheckpoint:
     """The loop's checkpoints, kept in ``directory`` by the chief.
 
@@ -251,13 +302,19 @@ class _LoopCheckpoint:
 
     def restore(self) -> tuple[str, dict] | None:
         """Restore the latest checkpoint, if there is one: returns its path and
-        the history saved with it (``{}`` if none was)."""
-        latest = tf.train.latest_checkpoint(str(self.directory))
+        the history saved with it (``{}`` if none was). The files are checked
+        first (:func:`check_checkpoint`)."""
+        latest = check_checkpoint(self.directory)
         if not latest:
             return None
         self.checkpoint.restore(latest).assert_existing_objects_matched()
         saved = self.directory / f"history-{latest.rsplit('-', 1)[-1]}.json"
-        return latest, json.loads(saved.read_text()) if saved.is_file() else {}
+        if not saved.is_file():
+            return latest, {}
+        try:
+            return latest, json.loads(saved.read_text())
+        except (ValueError, UnicodeDecodeError) as exc:
+            raise ValueError(f"{saved}: corrupt checkpoint history ({exc})") from None
 
     def save(self, step: int, history: dict) -> None:
         """Checkpoint at ``step``; the chief first writes ``history``."""
@@ -297,10 +354,13 @@ def _train_epoch(
     worker: int,
     checkpoint_every: int | None,
     save: Callable[[], None],
+    stop: StopOnInterrupt | None = None,
 ) -> None:
     """Train on an epoch's ``n_batches`` from the batch ``state`` is at, adding
     to its counters and sums; save every ``checkpoint_every`` steps, except
-    after the epoch's last batch (the caller saves the epoch's end)."""
+    after the epoch's last batch (the caller saves the epoch's end). After a
+    Ctrl-C (``stop.interrupted``), save at the batch boundary and raise
+    :class:`~cnnlearn.train.TrainingInterrupted`."""
     first = int(state["batch"].numpy())
     distributed = strategy.experimental_distribute_dataset(batches.skip(first))
     for batch, inputs in enumerate(distributed, start=first):
@@ -312,6 +372,12 @@ def _train_epoch(
         state["correct"].assign_add(correct)
         state["seen"].assign_add(global_batch_size)
         at, last = int(state["step"].numpy()), batch + 1 == n_batches
+        if stop is not None and stop.interrupted:
+            save()
+            raise TrainingInterrupted(
+                f"interrupted (Ctrl-C) at step {at}: checkpoint saved, run again "
+                "to resume; nothing published"
+            )
         if checkpoint_every and at % checkpoint_every == 0 and not last:
             save()
 
@@ -441,25 +507,51 @@ def distributed_fit(
 
     history.initial_step = int(state["step"].numpy())
     history.replicas = replicas
+    # Ctrl-C stops one worker only where there is one: workers stopping at
+    # different steps would leave the others waiting in a collective.
+    stop = StopOnInterrupt() if cluster_size(task_info()) <= 1 else None
+    try:
+        if stop is not None:
+            stop.install()
+        _epoch_loop(train, test, strategy, batches, state, history, epochs,
+                    n_batches=n_batches, global_batch_size=global_batch_size,
+                    worker=worker, checkpoint_every=checkpoint_every, save=save,
+                    stop=stop, validation_data=validation_data,
+                    verbose=chief and verbose)  # fmt: skip
+    finally:
+        if stop is not None:
+            stop.restore()
+    history.final_step = int(state["step"].numpy())
+    history.model = model
+    return history
+
+
+def _epoch_loop(
+    train: Callable,
+    test: Callable,
+    strategy: tf.distribute.Strategy,
+    batches: Callable[[int], tf.data.Dataset],
+    state: dict[str, tf.Variable],
+    history: DistributedHistory,
+    epochs: int,
+    *,
+    validation_data,
+    verbose: bool,
+    **epoch_args,
+) -> None:
+    """The epochs from the one ``state`` is at: train, validate, record, save."""
+    save = epoch_args["save"]
     for epoch in range(int(state["epoch"].numpy()), epochs):
         start = time.perf_counter()
-        _train_epoch(
-            train, strategy, batches(epoch), state, n_batches=n_batches,
-            global_batch_size=global_batch_size, worker=worker,
-            checkpoint_every=checkpoint_every, save=save,
-        )  # fmt: skip
+        _train_epoch(train, strategy, batches(epoch), state, **epoch_args)
         logs = _end_epoch(state, epoch)
         if validation_data is not None:
-            logs.update(_validate(test, strategy, validation_data, global_batch_size))
+            batch = epoch_args["global_batch_size"]
+            logs.update(_validate(test, strategy, validation_data, batch))
         logs["seconds"] = time.perf_counter() - start
         logs["step"] = int(state["step"].numpy())
         for key, value in logs.items():
             history.setdefault(key, []).append(value)
         save()
         shown = " ".join(f"{k}={v:.4f}" for k, v in logs.items() if k != "step")
-        say(
-            f"epoch {epoch + 1}/{epochs} step {logs['step']} {shown}", chief and verbose
-        )
-    history.final_step = int(state["step"].numpy())
-    history.model = model
-    return history
+        say(f"epoch {epoch + 1}/{epochs} step {logs['step']} {shown}", verbose)

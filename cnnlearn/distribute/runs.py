@@ -120,6 +120,17 @@ def run_distributed(
         ``metrics.json``: :func:`cnnlearn.train.save_run`'s fields, the config,
         the strategy, replicas, workers, precision and the global steps the
         run started and ended at. Used in chapter 5.
+
+    Raises
+    ------
+    ValueError
+        Before training, for a damaged checkpoint in ``output_dir/checkpoints``
+        (:func:`~cnnlearn.distribute.loop.check_checkpoint`), naming the file.
+    cnnlearn.train.runs.TrainingInterrupted
+        On Ctrl-C (one worker only): the loop saves a checkpoint at the batch
+        boundary and nothing is published; run again to resume. The run's
+        files are published as :func:`cnnlearn.train.save_run` does, so a kill
+        never leaves two runs' files in ``output_dir``.
     """
     check_output_dir(output_dir)
     config = config.resolved()

@@ -1,59 +1,29 @@
-"""In-memory arrays to batches: :func:`make_dataset` and augmentation (chapter 3)."""
+"""In-memory arrays to ``tf.data`` batches: :func:`make_dataset` (chapter 3).
+
+TensorFlow's own: on another Keras backend, :class:`cnnlearn.pipeline.SeededBatches`
+feeds ``Model.fit`` instead.
+"""
 
 from __future__ import annotations
-
-import numpy as np
 
 import cnnlearn._tf  # noqa: F401  (quiet TensorFlow start-up; before Keras)
 
 # isort: split
 import keras
-import tensorflow as tf
-from keras import layers
+import numpy as np
+
+from cnnlearn._tf import require_tensorflow
+from cnnlearn.pipeline.batches import augmentation
+
+tf = require_tensorflow("tf.data pipelines")
 
 __all__ = [
-    "AUGMENTATIONS",
-    "augmentation",
     "batch_to_float",
     "finish_pipeline",
     "make_dataset",
 ]
 
 AUTOTUNE = tf.data.AUTOTUNE
-AUGMENTATIONS = ("none", "flip", "geometric", "flips")
-
-
-def augmentation(kind: str = "geometric", seed: int | None = None) -> keras.Sequential:
-    """Random image transformations for training, as a Keras model (chapter 3).
-
-    ``kind`` is ``"none"`` (the identity), ``"flip"`` (horizontal mirroring
-    alone), ``"geometric"`` (rotations up to ±18°, shifts and zooms up to 10 %,
-    new pixels 0) or ``"flips"`` (geometric plus mirroring). Mirroring suits
-    Fashion-MNIST, not digits. Layer ``i`` gets
-    ``seed + i`` (one seed for all would tie the angle to the shift); two models
-    built with the same seed transform a batch identically.
-    """
-    if kind not in AUGMENTATIONS:
-        raise ValueError(
-            f"unknown augmentation {kind!r}: expected one of {AUGMENTATIONS}"
-        )
-    if kind == "none":
-        return keras.Sequential([layers.Identity()], name="no_augmentation")
-
-    def s(i: int) -> int | None:
-        return None if seed is None else seed + i
-
-    if kind == "flip":
-        flip = layers.RandomFlip("horizontal", seed=s(3))
-        return keras.Sequential([flip], name="flip_augmentation")
-    stack = [
-        layers.RandomRotation(0.05, fill_mode="constant", seed=s(0)),
-        layers.RandomTranslation(0.1, 0.1, fill_mode="constant", seed=s(1)),
-        layers.RandomZoom(0.1, fill_mode="constant", seed=s(2)),
-    ]
-    if kind == "flips":
-        stack.append(layers.RandomFlip("horizontal", seed=s(3)))
-    return keras.Sequential(stack, name=f"{kind}_augmentation")
 
 
 def batch_to_float(images: tf.Tensor, labels: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor]:

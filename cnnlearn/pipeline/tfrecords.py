@@ -27,7 +27,13 @@ from cnnlearn._io import atomic_path
 from cnnlearn.data import DataError
 from cnnlearn.pipeline.arrays import batch_to_float, finish_pipeline
 
-__all__ = ["check_shards", "count_records", "tfrecord_dataset", "write_tfrecords"]
+__all__ = [
+    "check_shards",
+    "count_records",
+    "masked_crc32c",
+    "tfrecord_dataset",
+    "write_tfrecords",
+]
 
 _SUFFIXES = {"GZIP": ".gz", "ZLIB": ".zz", "": ""}  # compression -> file suffix
 _WBITS = {"GZIP": 16 + zlib.MAX_WBITS, "ZLIB": zlib.MAX_WBITS}
@@ -135,29 +141,117 @@ def _bad(path: str, reason: str) -> DataError:
     return DataError(f"{path}: corrupt or truncated TFRecord shard: {reason}")
 
 
-def _walk(path: str, compression: str) -> int:
-    """Count records by their length fields, finding the cuts TF misses."""
-    decoder = zlib.decompressobj(_WBITS[compression]) if compression else None
-    buffer, count = b"", 0
+def _crc_table() -> list[int]:
+    """The CRC-32C (Castagnoli, reflected 0x82F63B78) byte table."""
+    table = []
+    for byte in range(256):
+        crc = byte
+        for _ in range(8):
+            crc = (crc >> 1) ^ (0x82F63B78 if crc & 1 else 0)
+        table.append(crc)
+    return table
+
+
+_CRC32C = _crc_table()
+
+
+def masked_crc32c(data: bytes) -> int:
+    """TFRecord's checksum of ``data``: CRC-32C, rotated right by 15 bits plus
+    0xA282EAD8 (``Mask`` in TensorFlow's ``tsl/lib/hash/crc32c.h``). Used in
+    chapter 3 to check a record's length field before TensorFlow reads it."""
+    crc = 0xFFFFFFFF
+    for byte in data:
+        crc = _CRC32C[(crc ^ byte) & 0xFF] ^ (crc >> 8)
+    crc ^= 0xFFFFFFFF
+    return ((((crc >> 15) | (crc << 17)) & 0xFFFFFFFF) + 0xA282EAD8) & 0xFFFFFFFF
+
+
+class _Inflated:
+    """A compressed shard as a stream that reads and skips decompressed bytes,
+    never holding more than a few MiB of them (a record may claim any size)."""
+
+    def __init__(self, f, compression: str, path: str) -> None:
+        self.f, self.path = f, path
+        self.buffer, self.at = b"", 0  # decompressed bytes, and where we are
+        self.decoder = zlib.decompressobj(_WBITS[compression])
+
+    def _pull(self) -> bool:
+        data = self.decoder.unconsumed_tail or self.f.read(1 << 20)
+        if not data or self.decoder.eof:
+            return False
+        try:
+            more = self.decoder.decompress(data, 1 << 22)
+        except zlib.error as exc:
+            raise _bad(self.path, str(exc)) from None
+        self.buffer, self.at = self.buffer[self.at :] + more, 0
+        return True
+
+    def read(self, n: int) -> bytes:
+        while len(self.buffer) - self.at < n and self._pull():
+            pass
+        out = self.buffer[self.at : self.at + n]
+        self.at += len(out)
+        return out
+
+    def skip(self, n: int) -> int:
+        skipped = 0
+        while skipped < n and (self.at < len(self.buffer) or self._pull()):
+            take = min(n - skipped, len(self.buffer) - self.at)
+            self.at, skipped = self.at + take, skipped + take
+        return skipped
+
+
+class _Plain:
+    """An uncompressed shard: headers read, payloads sought over."""
+
+    def __init__(self, f) -> None:
+        self.f, self.pos = f, 0
+
+    def read(self, n: int) -> bytes:
+        data = self.f.read(n)
+        self.pos += len(data)
+        return data
+
+    def skip(self, n: int) -> int:
+        self.pos += n
+        self.f.seek(self.pos)
+        return n
+
+
+def _walk(path: str, compression: str, limit: int | None = None) -> int:
+    """Count records by their headers, checked before TensorFlow reads any.
+
+    Each record is a uint64 length, the masked CRC-32C of those 8 bytes, the
+    data and its CRC. Every length field must pass its CRC and fit in what is
+    left of the file (uncompressed: checked against the file size, payloads
+    sought over; compressed: the payloads are decompressed and dropped), so
+    a record claiming 2**40 bytes is a clean :class:`DataError`, not a crash
+    in TensorFlow's reader. Stops after ``limit`` records if given.
+    """
     with tf.io.gfile.GFile(path, "rb") as f:
-        while chunk := f.read(1 << 20):
-            if decoder is not None:
-                try:
-                    chunk = decoder.decompress(chunk)
-                except zlib.error as exc:
-                    raise _bad(path, str(exc)) from None
-            buffer += chunk
-            pos = 0  # each record: uint64 length, uint32 CRC, data, uint32 CRC
-            while len(buffer) - pos >= 12:
-                end = pos + 16 + struct.unpack_from("<Q", buffer, pos)[0]
-                if end > len(buffer):
-                    break
-                pos, count = end, count + 1
-            buffer = buffer[pos:]
-    if decoder is not None and not decoder.eof:
-        raise _bad(path, f"{compression} stream ends after {count} whole records")
-    if buffer:
-        raise _bad(path, f"{len(buffer)} bytes of a cut-off record after {count}")
+        size = None if compression else f.size()
+        stream = _Inflated(f, compression, path) if compression else _Plain(f)
+        count = 0
+        while limit is None or count < limit:
+            header = stream.read(12)
+            if not header:
+                break
+            if len(header) < 12:
+                raise _bad(path, f"{len(header)} bytes of a cut-off record header "
+                                 f"after {count} records")  # fmt: skip
+            length, crc = struct.unpack("<QI", header)
+            if masked_crc32c(header[:8]) != crc:
+                raise _bad(path, f"record {count}: its length field fails its CRC")
+            if size is not None and stream.pos + length + 4 > size:
+                left = size - stream.pos
+                raise _bad(path, f"record {count} claims {length} bytes; the file "
+                                 f"has {left} left")  # fmt: skip
+            if stream.skip(length + 4) < length + 4:
+                raise _bad(path, f"record {count} claims {length} bytes; the "
+                                 f"{compression} stream ends first")  # fmt: skip
+            count += 1
+        if compression and limit is None and not stream.decoder.eof:
+            raise _bad(path, f"{compression} stream ends after {count} whole records")
     return count
 
 
@@ -167,13 +261,13 @@ def _add_batch(n: tf.Tensor, batch: tf.Tensor) -> tf.Tensor:
 
 def _count(path: str, compression: str) -> int:
     try:
+        _walk(path, compression)  # the headers first: TF trusts the lengths
         batches = tf.data.TFRecordDataset(path, compression).batch(4096)
         count = int(batches.reduce(np.int64(0), _add_batch))  # checks the CRCs
     except tf.errors.NotFoundError:
         raise FileNotFoundError(f"TFRecord shard not found: {path}") from None
     except tf.errors.OpError as exc:
         raise _bad(path, _tf_message(exc)) from None
-    _walk(path, compression)
     return count
 
 
@@ -186,9 +280,13 @@ def count_records(files: Files, compression: str | None = "GZIP") -> int:
 def check_shards(files: Files, compression: str | None = "GZIP") -> None:
     """Read every shard once; raise ``DataError`` naming a bad one (chapter 3).
 
-    Two passes per file: TensorFlow's reader checks the record CRCs and the
-    compressed data; a walk over the record lengths finds the cuts TF reads as
-    a clean end (inside a record's header, or in the gzip trailer). A GZIP or
+    Two passes per file: first a walk over the record headers
+    (:func:`masked_crc32c` of each length field, and the length against what
+    is left of the file) before TensorFlow reads a record, since its reader
+    trusts the length and a huge one crashes the process; it also finds the
+    cuts TF reads as a clean end (inside a record's header, or in the gzip
+    trailer). Then TensorFlow's reader checks the record CRCs and the
+    compressed data. A GZIP or
     ZLIB shard ends with a trailer, so any cut shows; an uncompressed one cut
     exactly between two records is a valid, shorter file. The cost is one read
     of the data (``benchmarks/results/input_pipeline.json`` has the seconds for
@@ -204,6 +302,7 @@ def _image_shape(files: list[str], compression: str) -> tuple[int, int, int]:
     keys = ("height", "width", "channels")
     spec = {k: tf.io.FixedLenFeature([], tf.int64) for k in keys}
     for path in files:
+        _walk(path, compression, limit=1)  # what TF reads next is checked first
         try:
             for record in tf.data.TFRecordDataset(path, compression).take(1):
                 parsed = tf.io.parse_single_example(record, spec)

@@ -18,13 +18,26 @@ from cnnlearn.train.fitting import (
     fit,
     split_validation,
 )
-from cnnlearn.train.runs import evaluate_saved, run_training, save_run, versions
+from cnnlearn.train.runs import (
+    RUN_FILES,
+    StopOnInterrupt,
+    TrainingInterrupted,
+    check_run,
+    evaluate_saved,
+    run_training,
+    save_run,
+    versions,
+)
 
 __all__ = [
     "PLAIN",
+    "RUN_FILES",
     "EpochTimer",
     "Evaluation",
+    "StopOnInterrupt",
     "TrainResult",
+    "TrainingInterrupted",
+    "check_run",
     "evaluate",
     "evaluate_saved",
     "fit",

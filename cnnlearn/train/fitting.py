@@ -3,7 +3,8 @@
 Plain Keras 3: :func:`fit` compiles with Adam and sparse categorical cross-entropy,
 holds out a seeded validation split, wires the usual callbacks (checkpoints,
 TensorBoard, early stopping) and trains the way :func:`cnnlearn.compute.plan`
-picks for the hardware.
+picks for the hardware and the Keras backend (TensorFlow, JAX or PyTorch:
+chapter 4's parity table).
 """
 
 from __future__ import annotations
@@ -11,6 +12,7 @@ from __future__ import annotations
 import cnnlearn._tf  # noqa: F401  (quiet TensorFlow start-up; before Keras)
 
 # isort: split
+import contextlib
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -173,8 +175,9 @@ def fit(
     (x_tr, y_tr), val = split_validation(x, y, validation_split, seed)
     plan = _resolve_plan(plan, model, (x_tr, y_tr), device, batch_size)
     steps = -(-len(x_tr) // plan.batch_size)
-    model = _place_model(model, plan.device)
-    with compute.device_scope(plan.device):  # a TPU's variables: in its scope
+    distribution = _distribution(plan)
+    model = _place_model(model, plan.device, distribution)
+    with compute.device_scope(plan.device), _scope(distribution):
         optimizer = _make_optimizer(
             learning_rate * plan.learning_rate_scale, lr_schedule, epochs * steps, plan
         )
@@ -191,7 +194,8 @@ def fit(
     if verbose:  # on stdout, like Keras' own progress: the chapters show it
         print(f"Training plan:\n{plan}")
     start = time.perf_counter()
-    history = _fit_on_device(model, feed, val, plan, epochs, cbs, verbose)
+    with _scope(distribution):
+        history = _fit_on_device(model, feed, val, plan, epochs, cbs, verbose)
     return TrainResult(
         model=model,
         history=history,
@@ -294,8 +298,15 @@ def _feed(
     seed: int = 0,
 ) -> tuple[dict, object]:
     """The training input as ``Model.fit`` keyword arguments, and the validation
-    data, in the plan's pipeline: seeded shuffled ``tf.data`` datasets, or the
-    arrays with the plan's batch size."""
+    data, in the plan's pipeline: seeded shuffled ``tf.data`` datasets,
+    :class:`~cnnlearn.pipeline.SeededBatches` (any backend), or the arrays with
+    the plan's batch size."""
+    if plan.pipeline == "batches":
+        split = {"multiple_of": plan.devices}  # data parallel: even batches
+        feed = {"x": pipeline.SeededBatches(x, y, plan.batch_size, seed, **split)}
+        if val is not None:
+            val = pipeline.SeededBatches(*val, plan.eval_batch_size, **split)
+        return feed, val
     if plan.pipeline != "tf.data":
         return {"x": x, "y": y, "batch_size": plan.batch_size}, val
     feed = {
@@ -307,12 +318,34 @@ def _feed(
     return feed, val
 
 
-def _place_model(model: keras.Model, device: str) -> keras.Model:
-    """The model, or on TensorFlow with a TPU its copy built in TPUStrategy's
-    scope (a TPU holds only variables created there), with the same weights."""
-    if not device.startswith("/TPU") or keras.config.backend() != "tensorflow":
+def _distribution(plan: Plan):
+    """``keras.distribution.DataParallel`` over the plan's devices (JAX), or None."""
+    if plan.devices == 1:
+        return None
+    if plan.backend != "jax":
+        raise ValueError(
+            f"devices={plan.devices}: keras.distribution runs on JAX only, not on "
+            f"{plan.backend} (TensorFlow: cnnlearn.distribute, chapter 5)"
+        )
+    kind = plan.device[1:4].lower()
+    found = keras.distribution.list_devices(kind)
+    if len(found) < plan.devices:
+        raise ValueError(f"devices={plan.devices}, but JAX sees {len(found)} {kind}")
+    return keras.distribution.DataParallel(devices=found[: plan.devices])
+
+
+def _scope(distribution):
+    return distribution.scope() if distribution else contextlib.nullcontext()
+
+
+def _place_model(model: keras.Model, device: str, distribution=None) -> keras.Model:
+    """The model, or its copy with the same weights built where training needs
+    its variables: in TPUStrategy's scope on TensorFlow with a TPU (a TPU holds
+    only variables created there), replicated over a JAX distribution's devices."""
+    on_tf_tpu = device.startswith("/TPU") and keras.config.backend() == "tensorflow"
+    if not on_tf_tpu and distribution is None:
         return model
-    with compute.device_scope(device):
+    with compute.device_scope(device), _scope(distribution):
         placed = keras.models.clone_model(model)
         placed.set_weights(model.get_weights())
     return placed

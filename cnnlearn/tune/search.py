@@ -17,7 +17,7 @@ import keras_tuner as kt
 import numpy as np
 
 from cnnlearn import compute, train
-from cnnlearn._io import atomic_path, check_output_dir, write_json
+from cnnlearn._io import atomic_path, check_keras_file, check_output_dir, write_json
 from cnnlearn.config import RunConfig, load_data
 from cnnlearn.progress import say
 from cnnlearn.tune.space import ALGORITHMS, CNNHyperModel, build_model, count_params
@@ -315,6 +315,7 @@ def _retrain_or_reuse(
     if not same:
         return None, None
     say(f"best configuration unchanged: reusing {path}", verbose)
+    check_keras_file(path)
     return keras.models.load_model(path), final
 
 

@@ -14,11 +14,11 @@ Writes ``benchmarks/results/compression.json``, which chapter 6 reads:
   and trained from scratch, over several seeds;
 * ``keras_latency``: Keras ``predict`` and a direct call on one image.
 
-    python benchmarks/compression.py              # everything, one process
-    python benchmarks/compression.py --quick      # a smoke run (~3 minutes)
-    python benchmarks/compression.py --skip strong distill --output a.json
-    python benchmarks/compression.py --skip seed --output b.json   # in parallel
-    python benchmarks/compression.py --merge a.json b.json
+    python benchmarks/model_compression.py              # everything, one process
+    python benchmarks/model_compression.py --quick      # a smoke run (~3 minutes)
+    python benchmarks/model_compression.py --skip strong distill --output a.json
+    python benchmarks/model_compression.py --skip seed --output b.json   # in parallel
+    python benchmarks/model_compression.py --merge a.json b.json
 
 The committed results file was merged (``--merge``) from two runs on a quiet
 machine: one full ``--frontier-epochs 5`` run (about 14 minutes on 2 cores) and a
@@ -334,9 +334,26 @@ def peer_section(args, base, xtr, ytr, xte, yte, raw, report) -> None:
     }
 
 
+def fit_strong(xtr, ytr, epochs: int, precision: str) -> train.TrainResult:
+    """The strong CNN trained with its recipe at batch 128, seed 0 (also used by
+    ``benchmarks/runtimes.py``)."""
+    spec = models.get_spec("strong")
+    return train.fit(
+        models.get_model("strong", seed=0),
+        xtr,
+        ytr,
+        epochs=epochs,
+        batch_size=128,
+        learning_rate=spec.learning_rate,
+        lr_schedule=spec.lr_schedule,
+        seed=0,
+        verbose=0,
+        plan={"precision": precision},
+    )
+
+
 def strong_section(args, xtr, ytr, xte, yte, report, save) -> keras.Model:
     rows = report["rows"]
-    spec = models.get_spec("strong")
     saved = args.strong_model
     if saved is not None and saved.is_file():
         log(f"strong CNN: loading {saved}")
@@ -344,19 +361,8 @@ def strong_section(args, xtr, ytr, xte, yte, report, save) -> keras.Model:
     plan = None
     if saved is None or not saved.is_file():
         log(f"strong CNN: training {args.strong_epochs} epochs")
-        strong = models.get_model("strong", seed=0)
-        result = train.fit(
-            strong,
-            xtr,
-            ytr,
-            epochs=args.strong_epochs,
-            batch_size=128,
-            learning_rate=spec.learning_rate,
-            lr_schedule=spec.lr_schedule,
-            seed=0,
-            verbose=0,
-            plan={"precision": args.strong_precision},
-        )
+        result = fit_strong(xtr, ytr, args.strong_epochs, args.strong_precision)
+        strong = result.model
         report["strong_train_seconds"] = result.train_seconds
         plan = result.plan.to_dict()
         if saved is not None:
