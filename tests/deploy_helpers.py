@@ -110,3 +110,34 @@ def running_server(model_dir: Path, out: Path, *args: str, timeout: float = 90.0
                 proc.kill()
                 proc.wait(timeout=15)
         log.close()
+
+
+@contextlib.contextmanager
+def threaded_server(app, **config):
+    """``app`` under uvicorn in a thread of this process, configured as
+    ``serve`` does (``config`` goes to :func:`server.server_config`); yields
+    ``(host, port)``; always stops it."""
+    import socket
+    import threading
+
+    import uvicorn
+
+    from cnnlearn.deploy import server
+
+    sock = socket.socket()
+    sock.bind(("127.0.0.1", 0))
+    sock.listen(64)
+    uv = uvicorn.Server(server.server_config(app, **config))
+    thread = threading.Thread(target=uv.run, kwargs={"sockets": [sock]}, daemon=True)
+    thread.start()
+    try:
+        deadline = time.monotonic() + 60
+        while not uv.started:
+            if not thread.is_alive() or time.monotonic() > deadline:
+                raise RuntimeError("uvicorn did not start")
+            time.sleep(0.01)
+        yield sock.getsockname()
+    finally:
+        uv.should_exit = True
+        thread.join(timeout=30)
+        sock.close()

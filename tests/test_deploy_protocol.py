@@ -18,6 +18,7 @@ from cnnlearn.deploy.protocol import (
     decode_json,
     metadata_body,
     parse_predict,
+    parse_version,
     read_predict,
     status_body,
 )
@@ -241,3 +242,97 @@ def test_status_and_metadata_bodies_follow_tf_serving():
     assert [d["size"] for d in image["tensor_shape"]["dim"]] == ["-1", "28", "28", "1"]
     assert default["outputs"]["probabilities"]["dtype"] == "DT_FLOAT"
     assert default["method_name"] == "tensorflow/serving/predict"
+
+
+def test_a_failed_version_shows_as_tf_serving_shows_a_failed_load():
+    failed = {3: ("INVALID_ARGUMENT", "ValueError: not a model")}
+    assert status_body([2], failed)["model_version_status"] == [
+        {
+            "version": "3",
+            "state": "END",
+            "status": {
+                "error_code": "INVALID_ARGUMENT",
+                "error_message": "ValueError: not a model",
+            },
+        },
+        {
+            "version": "2",
+            "state": "AVAILABLE",
+            "status": {"error_code": "OK", "error_message": ""},
+        },
+    ]
+    assert [r["state"] for r in status_body([], failed)["model_version_status"]] == [
+        "END"
+    ]
+
+
+@pytest.mark.parametrize(
+    ("text", "version"),
+    [("0", 0), ("1", 1), ("007", 7), ("9223372036854775807", 2**63 - 1)],
+)
+def test_versions_are_int64_in_ascii_digits(text, version):
+    assert parse_version(text) == version
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "\u00b2",  # superscript two: str.isdigit() says yes, int() says no
+        "\u0661",  # Arabic-Indic one: int() reads it as 1
+        "\uff11",  # fullwidth one
+        "1" * 5000,  # int() refuses over 4,300 digits
+        "9223372036854775808",  # 2**63: over int64
+        "-1",
+        "+1",
+        "1.0",
+        " 1",
+        "",
+        "x",
+    ],
+)
+def test_other_versions_are_a_400_with_a_short_message(text):
+    with pytest.raises(ServingError, match="ASCII digits") as info:
+        parse_version(text)
+    assert info.value.status == 400 and len(info.value.message) < 120
+
+
+def _with_a_boolean(images: list, value=True) -> list:
+    images[0][3][4][0] = value
+    return images
+
+
+@pytest.mark.parametrize(
+    "doc",
+    [
+        {"instances": _with_a_boolean(X.tolist())},
+        {"inputs": {"image": _with_a_boolean(X.tolist(), False)}},
+        {"instances": [{"image": x} for x in _with_a_boolean(X.tolist())]},
+        {"signature_name": "serving_uint8", "instances": _with_a_boolean(X8.tolist())},
+        {"instances": [[[[True]] * 28] * 28]},
+    ],
+    ids=["rows", "named-columnar", "named-rows", "uint8", "all-booleans"],
+)
+def test_booleans_among_numbers_are_refused_as_tf_serving_does(doc):
+    """NumPy would read them as 1.0 and 0.0 (or 1 and 0)."""
+    body = orjson.dumps(doc)
+    for read in (lambda b: read_predict(b, SIGS, 64), general):
+        with pytest.raises(ServingError, match="got a JSON boolean") as info:
+            read(body)
+        assert info.value.status == 400
+
+
+def test_a_body_without_booleans_skips_the_walk_for_them(monkeypatch):
+    """The walk over every value runs only when the bytes true or false occur."""
+    monkeypatch.setattr(protocol, "_has_bool", lambda v: pytest.fail("walked"))
+    doc = {"signature_name": "serving_uint8", "instances": X8.tolist()}
+    assert read_predict(orjson.dumps(doc), SIGS, 64).images.dtype == np.uint8
+
+
+def test_an_oversized_batch_is_refused_before_the_general_parser(monkeypatch):
+    """orjson would build every value of the body first, holding the GIL."""
+    monkeypatch.setattr(protocol, "decode_json", lambda body: pytest.fail("slow"))
+    body = orjson.dumps({"instances": np.zeros((65, 28, 28, 1)).tolist()})
+    with pytest.raises(ServingError, match="batch of 65 exceeds") as info:
+        read_predict(body, SIGS, 64)
+    assert info.value.status == 400
+    assert outcome(general, body) == (400, info.value.message)

@@ -6,8 +6,11 @@ ones run ``cnnlearn serve`` as a real uvicorn subprocess, always stopped.
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import json
+import logging
+import os
 import subprocess
 import sys
 import threading
@@ -22,6 +25,7 @@ from hypothesis import strategies as st
 from prometheus_client.parser import text_string_to_metric_families
 
 from cnnlearn.deploy import client, export, release, server
+from cnnlearn.deploy.backends import ModelVersions
 
 MAX_BODY = 2_000_000
 
@@ -121,6 +125,9 @@ def test_a_batch_of_one_and_of_the_maximum(api, built):
 
 
 GOOD = np.zeros((1, 28, 28, 1)).tolist()
+GOOD_DOC = {"instances": GOOD}
+BOOL_PIXEL = np.zeros((1, 28, 28, 1)).tolist()
+BOOL_PIXEL[0][14][14][0] = True
 BAD = [
     ("malformed JSON", "POST", "mnist:predict", b'{"instances": [', 400),
     ("NaN", "POST", "mnist:predict", b'{"instances": [NaN]}', 400),
@@ -135,6 +142,14 @@ BAD = [
     ("unknown model", "POST", "fashion:predict", {"instances": GOOD}, 404),
     ("unknown version", "POST", "mnist/versions/7:predict", {"instances": GOOD}, 404),
     ("bad version", "POST", "mnist/versions/x:predict", {"instances": GOOD}, 400),
+    ("superscript version", "GET", "mnist/versions/%C2%B2", None, 400),
+    ("superscript predict", "POST", "mnist/versions/%C2%B2:predict", GOOD_DOC, 400),
+    ("Arabic-Indic one", "GET", "mnist/versions/%D9%A1", None, 400),
+    ("Arabic-Indic metadata", "GET", "mnist/versions/%D9%A1/metadata", None, 400),
+    ("Arabic-Indic predict", "POST", "mnist/versions/%D9%A1:predict", GOOD_DOC, 400),
+    ("5,000-digit version", "GET", "mnist/versions/" + "1" * 5000, None, 400),
+    ("over int64", "GET", "mnist/versions/9223372036854775808", None, 400),
+    ("boolean pixel", "POST", "mnist:predict", {"instances": BOOL_PIXEL}, 400),
     ("unknown model status", "GET", "fashion", None, 404),
     ("unknown version metadata", "GET", "mnist/versions/2/metadata", None, 404),
     ("unknown verb", "POST", "mnist:classify", {"instances": GOOD}, 405),
@@ -152,8 +167,15 @@ def test_bad_requests_get_a_json_error_and_the_server_stays_up(
     kwargs = {"json": body} if isinstance(body, dict) else {"content": body}
     response = api.request(method, f"/v1/models/{path}", **kwargs)
     assert response.status_code == status
+    assert response.headers["content-type"] == "application/json"
     assert set(response.json()) == {"error"} and response.json()["error"]
+    assert len(response.json()["error"]) < 200  # a 5,000-digit version is cut
     assert api.get("/v1/models/mnist").status_code == 200
+
+
+def test_a_boolean_pixel_is_named_in_the_error(api):
+    response = api.post("/v1/models/mnist:predict", json={"instances": BOOL_PIXEL})
+    assert "boolean" in response.json()["error"]
 
 
 def test_unknown_model_is_worded_as_tf_serving_does(api):
@@ -303,6 +325,144 @@ def test_a_broken_version_is_skipped_and_the_old_one_keeps_serving(built, tmp_pa
     assert 2 in manager.failed
 
 
+def states(api, path: str = "/v1/models/mnist") -> list[tuple[str, str]]:
+    rows = api.get(path).json()["model_version_status"]
+    return [(row["version"], row["state"]) for row in rows]
+
+
+def test_a_failed_version_is_retried_with_backoff_and_shown_in_status(built, tmp_path):
+    base = copy_models(built, tmp_path / "models")
+    app = server.create_app({"mnist": base / "mnist"}, "tflite")
+    manager = app.state.server.managers["mnist"]
+    export.export_version(built.model_b, base, "mnist", tflite=b"not a model")
+    tried = []
+    for _ in range(20):
+        before = manager.load_failures
+        assert manager.poll() is False and manager.current.version == 1
+        if manager.load_failures > before:
+            tried.append(manager.polls)
+    assert np.diff(tried).tolist() == [1, 2, 4, 8]  # 1 poll, then 2, 4, ...
+    api = TestClient(app)  # no lifespan: no background polls meanwhile
+    assert states(api) == [("2", "END"), ("1", "AVAILABLE")]
+    assert states(api, "/v1/models/mnist/versions/2") == [("2", "END")]
+    failed = api.get("/v1/models/mnist/versions/2").json()["model_version_status"]
+    assert failed[0]["status"]["error_code"] == "INVALID_ARGUMENT"
+    assert "ValueError" in failed[0]["status"]["error_message"]
+    body = {"instances": GOOD}
+    assert api.post("/v1/models/mnist/versions/2:predict", json=body).status_code == 404
+    failures = ("cnnlearn_model_load_failures_total", (("model", "mnist"),))
+    assert metrics(api)[failures] == len(tried)
+    # An atomic replacement by a good copy is served on the next poll, without
+    # waiting for the backoff to run out.
+    good = export.export_version(built.model_b, tmp_path / "staging", "mnist")
+    os.rename(base / "mnist" / "2", tmp_path / "broken")
+    os.rename(good, base / "mnist" / "2")
+    assert manager.poll() is True and manager.current.version == 2
+    assert manager.failed == {} and states(api) == [("2", "AVAILABLE")]
+
+
+def test_the_backoff_is_capped(tmp_path):
+    version = tmp_path / "7"
+    (version / export.METADATA_FILE).parent.mkdir(parents=True)
+    (version / export.TFLITE_FILE).write_bytes(b"junk")
+    (version / export.METADATA_FILE).write_text("{}")
+    manager = ModelVersions("m", tmp_path, max_retry_polls=4)
+    tried = []
+    for _ in range(24):
+        before = manager.load_failures
+        assert manager.poll() is False and manager.current is None
+        if manager.load_failures > before:
+            tried.append(manager.polls)
+    assert np.diff(tried).tolist() == [1, 2, 4, 4, 4, 4, 4]
+    assert manager.failed[7].attempts == len(tried)
+
+
+def test_a_broken_newest_version_at_start_falls_back_at_once(built, tmp_path):
+    base = copy_models(built, tmp_path / "models")
+    export.export_version(built.model_b, base, "mnist", tflite=b"not a model")
+    app = server.create_app({"mnist": base / "mnist"}, "tflite")
+    assert app.state.server.managers["mnist"].current.version == 1
+    assert states(TestClient(app)) == [("2", "END"), ("1", "AVAILABLE")]
+
+
+def test_a_model_with_only_a_broken_version_shows_it(built, tmp_path):
+    export.export_version(built.model_b, tmp_path, "mnist", tflite=b"not a model")
+    api = TestClient(server.create_app({"mnist": tmp_path / "mnist"}, "tflite"))
+    assert states(api) == [("1", "END")]
+    assert api.post("/v1/models/mnist:predict", json={"instances": GOOD}).json() == {
+        "error": "Servable not found for request: Latest(mnist)"
+    }
+
+
+def asgi_scope(path: str, content_length: int) -> dict:
+    return {
+        "type": "http",
+        "asgi": {"version": "3.0"},
+        "http_version": "1.1",
+        "method": "POST",
+        "scheme": "http",
+        "path": path,
+        "raw_path": path.encode(),
+        "query_string": b"",
+        "root_path": "",
+        "headers": [(b"content-length", str(content_length).encode())],
+        "server": ("127.0.0.1", 8501),
+        "client": ("127.0.0.1", 40000),
+    }
+
+
+def test_a_client_gone_mid_body_counts_as_499_without_a_traceback(built, caplog):
+    app = server.create_app({"mnist": built.base / "mnist"}, "tflite")
+    for _ in range(3):
+        messages = iter(
+            [
+                {"type": "http.request", "body": b'{"instances": [', "more_body": True},
+                {"type": "http.disconnect"},
+            ]
+        )
+
+        async def receive(messages=messages):
+            return next(messages)
+
+        async def send(message):
+            pass
+
+        with caplog.at_level(logging.INFO):
+            scope = asgi_scope("/v1/models/mnist:predict", 100_000)
+            asyncio.run(app(scope, receive, send))
+    counted = {
+        dict(labels)["status"]: value
+        for (name, labels), value in metrics(TestClient(app)).items()
+        if name == "cnnlearn_requests_total"
+    }
+    assert counted == {"499": 3}
+    lines = [r for r in caplog.records if "499" in r.getMessage()]
+    assert len(lines) == 3 and "\n" not in lines[0].getMessage()
+    assert all(r.exc_info is None for r in caplog.records)
+
+
+def test_big_bodies_run_in_the_worker_pool_small_ones_inline(built):
+    small = json.dumps({"instances": built.x_test[:1].tolist()}).encode()
+    big = json.dumps({"instances": built.x_test[:16].tolist()}).encode()
+    app = server.create_app(
+        {"mnist": built.base / "mnist"}, "tflite", inline_bytes=len(small)
+    )
+    loaded = app.state.server.managers["mnist"].current
+    working, threads = loaded.backend.predict, []
+
+    def recording(signature, images):
+        threads.append(threading.current_thread().name)
+        return working(signature, images)
+
+    loaded.backend.predict = recording
+    with TestClient(app) as api:
+        for body in (small, big):
+            response = api.post("/v1/models/mnist:predict", content=body)
+            assert response.status_code == 200
+    assert not threads[0].startswith("cnnlearn-predict")
+    assert threads[1].startswith("cnnlearn-predict")
+
+
 def test_pinning_a_version(built, tmp_path):
     base = copy_models(built, tmp_path / "models")
     export.export_version(built.model_b, base, "mnist", train_images=built.x_train)
@@ -319,6 +479,15 @@ def test_create_app_rejects_bad_arguments(built, tmp_path):
         server.create_app({"mnist": built.base / "mnist"}, "onnx")
     with pytest.raises(FileNotFoundError, match="not found"):
         server.create_app({"mnist": tmp_path / "missing"}, "tflite")
+    model = {"mnist": built.base / "mnist"}
+    for bad in ({"body_timeout": float("nan")}, {"workers": 0}, {"inline_bytes": -1}):
+        with pytest.raises(ValueError, match="expected|must be"):
+            server.create_app(model, **bad)
+    app = server.create_app(model)
+    with pytest.raises(ValueError, match="timeouts must be > 0"):
+        server.server_config(app, header_timeout=float("nan"))
+    with pytest.raises(ValueError, match="limit_concurrency"):
+        server.server_config(app, limit_concurrency=1)
 
 
 def test_litert_backend_never_imports_tensorflow(built):

@@ -26,14 +26,16 @@ def test_each_epoch_is_a_new_permutation_fixed_by_the_seed():
     y = np.arange(10)
     a, b = (pipeline.SeededBatches(x, y, 4, seed=3) for _ in range(2))
     epochs = []
-    for _ in range(3):
-        a.on_epoch_begin()
-        b.on_epoch_begin()
+    for epoch in (0, 1, 2):
+        a.set_epoch(epoch)
+        b.set_epoch(epoch)
         labels = np.concatenate([yb for _, yb in batches(a)])
         assert np.array_equal(labels, np.concatenate([yb for _, yb in batches(b)]))
         assert sorted(labels) == list(range(10))  # every example once
         epochs.append(labels)
     assert not np.array_equal(epochs[0], epochs[1])
+    a.set_epoch(0)
+    assert np.array_equal(np.concatenate([yb for _, yb in batches(a)]), epochs[0])
     assert [len(yb) for _, yb in batches(a)] == [4, 4, 2]
     first = batches(a)[0]
     assert np.allclose(first[0][..., 0, 0, 0] * 255, first[1])  # pairs stay paired
@@ -42,7 +44,7 @@ def test_each_epoch_is_a_new_permutation_fixed_by_the_seed():
 def test_without_a_seed_the_order_is_kept():
     x, y = np.zeros((5, 2, 2), np.uint8), np.arange(5)
     seq = pipeline.SeededBatches(x, y, 2)
-    seq.on_epoch_begin()
+    seq.set_epoch(4)
     assert np.concatenate([yb for _, yb in batches(seq)]).tolist() == [0, 1, 2, 3, 4]
     with pytest.raises(IndexError):
         seq[3]
@@ -51,7 +53,6 @@ def test_without_a_seed_the_order_is_kept():
 def test_batches_split_evenly_over_devices():
     x, y = np.zeros((11, 2, 2), np.uint8), np.arange(11)
     seq = pipeline.SeededBatches(x, y, 4, seed=0, multiple_of=2)
-    seq.on_epoch_begin()
     assert [len(yb) for _, yb in batches(seq)] == [4, 4, 2]  # one example dropped
     with pytest.raises(ValueError, match="multiple of 2"):
         pipeline.SeededBatches(x, y, 3, multiple_of=2)

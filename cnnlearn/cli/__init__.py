@@ -262,7 +262,7 @@ def _book(args) -> str:
         precision=args.precision,
         params=book.parse_params(args.param),
         timeout=args.timeout,
-        backend=args.backend,
+        backend=args.keras_backend,
     )
     failed = [r["chapter"] for r in summary["chapters"] if not r["ok"]]
     if failed:
@@ -344,8 +344,8 @@ def main(argv: list[str] | None = None) -> int:
         "deploy": deploy.deploy,
     }[args.verb]
     try:
-        if getattr(args, "backend", None):
-            use_backend(args.backend)  # before anything imports Keras
+        if getattr(args, "keras_backend", None):
+            use_backend(args.keras_backend)  # before anything imports Keras
         if args.verb != "serve":  # the LiteRT server runs without TensorFlow
             import cnnlearn._tf  # noqa: F401  (after parsing: --help stays instant)
         with contextlib.redirect_stdout(sys.stderr):  # Keras progress → stderr

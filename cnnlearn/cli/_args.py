@@ -119,6 +119,7 @@ def add_backend_argument(parser) -> None:
     names the serving runtime."""
     parser.add_argument(
         "--backend",
+        dest="keras_backend",  # serve's and deploy's --backend is the runtime
         choices=list(BACKENDS),
         help="Keras backend; default: $KERAS_BACKEND, else tensorflow",
     )

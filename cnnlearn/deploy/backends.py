@@ -5,7 +5,8 @@ A backend runs one exported version: :class:`TFLiteBackend` through
 :class:`SavedModelBackend` through TensorFlow. :class:`ModelVersions` watches a
 model's base path like TF Serving's file-system source: it serves the highest
 complete version (or a pinned one), loads a new version while the old one keeps
-serving, then swaps, so requests never fail during a switch.
+serving, then swaps, so requests never fail during a switch. A version that
+fails to load is retried with exponential backoff (:class:`LoadFailure`).
 """
 
 from __future__ import annotations
@@ -24,13 +25,19 @@ from cnnlearn.deploy.monitor import DriftMonitor
 
 __all__ = [
     "BACKENDS",
+    "MAX_RETRY_POLLS",
+    "LoadFailure",
     "Loaded",
     "ModelVersions",
     "SavedModelBackend",
     "TFLiteBackend",
+    "error_code",
 ]
 
 log = progress.logger("deploy")
+
+#: The longest wait, in polls, before a version that failed to load is retried.
+MAX_RETRY_POLLS = 32
 
 
 class TFLiteBackend:
@@ -125,6 +132,32 @@ class Loaded:
     monitor: DriftMonitor | None
 
 
+@dataclass
+class LoadFailure:
+    """Why a version did not load, and when :class:`ModelVersions` tries again.
+
+    ``error_code`` and ``message`` are what the status API shows (TF Serving's
+    ``StatusProto``); ``retry_at`` is the poll of the next try; ``files`` is
+    what the version's files looked like at the failed try (a changed folder is
+    retried on the next poll, without waiting).
+    """
+
+    error_code: str
+    message: str
+    attempts: int
+    retry_at: int
+    files: tuple
+
+
+def error_code(exc: BaseException) -> str:
+    """The ``tensorflow.error.Code`` name for a failed load."""
+    if isinstance(exc, FileNotFoundError):
+        return "NOT_FOUND"
+    if isinstance(exc, ValueError):  # a corrupt model file, a bad metadata.json
+        return "INVALID_ARGUMENT"
+    return "UNKNOWN"
+
+
 class ModelVersions:
     """The versions of one model that the server serves.
 
@@ -141,6 +174,14 @@ class ModelVersions:
         highest complete version (TF Serving's "latest" policy).
     drift_window
         Images in the drift monitor's window.
+    max_retry_polls
+        A version that fails to load is tried again 1 poll later, then 2, 4,
+        ... polls, at most ``max_retry_polls`` apart, and on the next poll if
+        its files changed. TF Serving retries a failed load too
+        (``--max_num_load_retries``, ``--load_retry_interval_micros``), at a
+        fixed interval and a bounded number of times; here a version folder
+        that was half-written and is then replaced is served whenever that
+        happens, while an older version keeps serving meanwhile.
     """
 
     def __init__(
@@ -150,6 +191,7 @@ class ModelVersions:
         backend: str = "tflite",
         pinned: int | None = None,
         drift_window: int = 1000,
+        max_retry_polls: int = MAX_RETRY_POLLS,
     ):
         if backend not in BACKENDS:
             raise ValueError(f"unknown backend {backend!r}: expected {list(BACKENDS)}")
@@ -158,8 +200,11 @@ class ModelVersions:
         self.backend = backend
         self.pinned = pinned
         self.drift_window = drift_window
+        self.max_retry_polls = max_retry_polls
         self.current: Loaded | None = None
-        self.failed: dict[int, str] = {}  # version → why it did not load
+        self.failed: dict[int, LoadFailure] = {}  # versions on disk that failed
+        self.load_failures = 0  # failed loads since start, for the metrics
+        self.polls = 0
         self._poll_lock = threading.Lock()
 
     def _complete(self, version: int) -> bool:
@@ -168,37 +213,94 @@ class ModelVersions:
         files = (directory / required, directory / METADATA_FILE)
         return all(f.is_file() for f in files)
 
-    def target(self) -> int | None:
-        """The version that should be served now, or ``None``."""
+    def _files(self, version: int) -> tuple:
+        """What identifies the contents of a version folder cheaply: the inode,
+        size and modification time of the folder and of its required files."""
+        directory = self.base_path / str(version)
+        required = BACKENDS[self.backend].required_file
+        found = []
+        for path in (directory, directory / required, directory / METADATA_FILE):
+            try:
+                st = path.stat()
+            except OSError:
+                found.append(None)
+            else:
+                found.append((st.st_ino, st.st_size, st.st_mtime_ns))
+        return tuple(found)
+
+    def _due(self, version: int) -> bool:
+        failure = self.failed.get(version)
+        return (
+            failure is None
+            or self.polls >= failure.retry_at
+            or self._files(version) != failure.files
+        )
+
+    def target(self, skip: frozenset[int] = frozenset()) -> int | None:
+        """The version that should be served now, or ``None``.
+
+        A version whose load failed is left out until its retry is due (then
+        it is tried again), as are those in ``skip``; one no longer on disk is
+        forgotten.
+        """
         versions = [v for v in list_versions(self.base_path) if self._complete(v)]
+        for version in set(self.failed) - set(versions):
+            del self.failed[version]
         if self.pinned is not None:
-            return self.pinned if self.pinned in versions else None
-        versions = [v for v in versions if v not in self.failed]
+            versions = [self.pinned] if self.pinned in versions else []
+        versions = [v for v in versions if v not in skip and self._due(v)]
         return versions[-1] if versions else None
 
     def poll(self) -> bool:
         """Load the target version if it changed; return whether it did.
 
-        The current version keeps serving while the new one loads; a version
-        that fails to load is logged, remembered and skipped.
+        The current version keeps serving while the new one loads. A version
+        that fails to load is logged, remembered in :attr:`failed` and retried
+        with backoff (see the class docstring); meanwhile the next version down
+        is served if none is. Each version is tried at most once per poll.
         """
         with self._poll_lock:
-            target = self.target()
-            current = self.current
-            if target == (current.version if current else None):
-                return False
-            if target is None:  # removed from disk: unload, as TF Serving does
-                self.current = None
-                log.warning("%s: nothing to serve in %s", self.name, self.base_path)
+            self.polls += 1
+            tried: set[int] = set()
+            while True:
+                target = self.target(frozenset(tried))
+                current = self.current
+                if target == (current.version if current else None):
+                    return False
+                if target is None:  # removed from disk: unload, as TF Serving does
+                    self.current = None
+                    log.warning("%s: nothing to serve in %s", self.name, self.base_path)
+                    return True
+                tried.add(target)
+                files = self._files(
+                    target
+                )  # before the load: a change during it counts
+                try:
+                    self.current = self._load(target)
+                except Exception as exc:  # a broken version must not stop the server
+                    self._failed(target, exc, files)
+                    continue
+                self.failed.pop(target, None)
+                log.info("%s: serving version %d", self.name, target)
                 return True
-            try:
-                self.current = self._load(target)
-            except Exception as exc:  # a broken version must not stop the server
-                self.failed[target] = f"{type(exc).__name__}: {exc}"
-                log.error("%s: version %d failed to load: %s", self.name, target, exc)
-                return False
-            log.info("%s: serving version %d", self.name, target)
-            return True
+
+    def _failed(self, version: int, exc: Exception, files: tuple) -> None:
+        before = self.failed.get(version)
+        attempts = before.attempts + 1 if before else 1
+        wait = min(2 ** min(attempts - 1, 30), self.max_retry_polls)
+        message = f"{type(exc).__name__}: {exc}".splitlines()[0]
+        self.failed[version] = LoadFailure(
+            error_code(exc), message, attempts, self.polls + wait, files
+        )
+        self.load_failures += 1
+        log.error(
+            "%s: version %d failed to load (try %d; next in %d polls): %s",
+            self.name,
+            version,
+            attempts,
+            wait,
+            message,
+        )
 
     def _load(self, version: int) -> Loaded:
         directory = self.base_path / str(version)

@@ -23,6 +23,7 @@ __all__ = [
     "metadata_body",
     "not_found",
     "parse_predict",
+    "parse_version",
     "read_predict",
     "status_body",
 ]
@@ -47,6 +48,29 @@ def not_found(model: str, version: int | None = None) -> ServingError:
 
 def _bad(message: str) -> ServingError:
     return ServingError(400, message)
+
+
+# The most digits a version may have: TF Serving's versions are int64.
+_MAX_VERSION_DIGITS = 19
+
+
+def parse_version(text: str) -> int:
+    """The ``/versions/{v}`` part of a URL as an int64, or a 400.
+
+    Only ASCII digits count: ``str.isdigit`` and ``int`` also accept other
+    scripts' digits (U+0661, the Arabic-Indic one, would be version 1) and
+    superscripts (which ``int`` then refuses), and ``int`` refuses strings of
+    over 4,300 digits; TF Serving parses the version as an int64.
+    """
+    if (
+        not text.isascii()
+        or not text.isdigit()
+        or len(text) > _MAX_VERSION_DIGITS
+        or int(text) >= 2**63
+    ):
+        shown = text if len(text) <= 24 else f"{text[:24]}... ({len(text)} chars)"
+        raise _bad(f"version must be an int64 in ASCII digits, got {shown!r}")
+    return int(text)
 
 
 def decode_json(body: bytes):
@@ -101,7 +125,28 @@ def _decode_b64(values, shape: tuple[int, ...]) -> np.ndarray:
     return np.frombuffer(b"".join(chunks), dtype=np.uint8).reshape(-1, *shape)
 
 
-def _to_array(values, dtype, name: str, shape: tuple[int, ...]) -> np.ndarray:
+def _has_bool(values) -> bool:
+    """Whether a decoded JSON value holds ``true`` or ``false`` anywhere."""
+    stack = [values]
+    while stack:
+        value = stack.pop()
+        if value is True or value is False:
+            return True
+        if isinstance(value, list):
+            stack.extend(value)
+        elif isinstance(value, dict):
+            stack.extend(value.values())
+    return False
+
+
+def _to_array(
+    values, dtype, name: str, shape: tuple[int, ...], check_bools: bool = True
+) -> np.ndarray:
+    # NumPy reads [0.5, true] as [0.5, 1.0]; TF Serving refuses a boolean for a
+    # number ("Type: True is not of expected type: float", json_tensor.cc).
+    if check_bools and _has_bool(values):
+        kind = "DT_UINT8" if dtype is np.uint8 else "DT_FLOAT"
+        raise _bad(f"input {name!r} is {kind}: expected numbers, got a JSON boolean")
     try:
         array = np.asarray(values)
     except (ValueError, TypeError, OverflowError):  # ragged nesting, huge ints
@@ -126,13 +171,18 @@ def _to_array(values, dtype, name: str, shape: tuple[int, ...]) -> np.ndarray:
     return array
 
 
-def parse_predict(doc, signatures: dict, max_batch: int) -> ParsedRequest:
+def parse_predict(
+    doc, signatures: dict, max_batch: int, check_bools: bool = True
+) -> ParsedRequest:
     """Validate a decoded ``:predict`` body against the model's signatures.
 
     Accepts TF Serving's row format ``{"instances": [...]}`` and columnar format
     ``{"inputs": ...}`` (never both), each plain or named (``{"image": ...}``),
     with an optional ``"signature_name"``. Binary inputs (``serving_bytes``) come
-    as ``{"b64": ...}`` values and are decoded to uint8 images here.
+    as ``{"b64": ...}`` values and are decoded to uint8 images here. A JSON
+    boolean among numbers is a 400, as in TF Serving; ``check_bools=False``
+    skips that walk over every value, for a caller that knows there are none
+    (:func:`read_predict`: a body without the bytes ``true`` and ``false``).
     """
     if not isinstance(doc, dict):
         raise _bad("expected a JSON object with 'instances' or 'inputs'")
@@ -164,7 +214,8 @@ def parse_predict(doc, signatures: dict, max_batch: int) -> ParsedRequest:
     image_shape = tuple(signatures["serving_default"]["inputs"]["image"]["shape"][1:])
     if dtype is bytes:
         return ParsedRequest("serving_uint8", _decode_b64(values, image_shape), key)
-    return ParsedRequest(name, _to_array(values, dtype, input_name, image_shape), key)
+    images = _to_array(values, dtype, input_name, image_shape, check_bools)
+    return ParsedRequest(name, images, key)
 
 
 # What a number can be made of, plus JSON whitespace: deleting these from a body
@@ -189,8 +240,9 @@ def _read_plain_floats(body: bytes, signatures: dict, max_batch: int):
     (chapter 8 times both). The buffer is flat, so the shape is proven on the
     text: with every number and blank deleted, the body must equal the skeleton
     of a regular ``(N, *image shape)`` array, and the count must be exact (``[]``
-    and ``[0.5]`` share a skeleton). Returns ``None`` for anything else,
-    valid or not, which then takes the general path and its error messages.
+    and ``[0.5]`` share a skeleton). A batch over ``max_batch`` is refused here
+    with the general path's message; anything else returns ``None``, valid or
+    not, and takes the general path and its error messages.
     """
     spec = signatures["serving_default"]["inputs"]["image"]
     if spec["dtype"] != "DT_FLOAT":
@@ -206,6 +258,13 @@ def _read_plain_floats(body: bytes, signatures: dict, max_batch: int):
         values = doc[key]
         if not isinstance(values, simdjson.Array):
             return None
+        if len(values) > max_batch and not isinstance(values[0], simdjson.Object):
+            # What parse_predict says too, before any number is read: an
+            # oversized batch never reaches orjson, which holds the GIL while
+            # it builds every value of the body.
+            raise _bad(
+                f"batch of {len(values)} exceeds the maximum batch of {max_batch}"
+            )
         flat = np.frombuffer(values.as_buffer(of_type="d"), dtype=np.float64)
     except (TypeError, ValueError, RuntimeError, KeyError):  # not numbers, bad JSON
         return None
@@ -227,24 +286,39 @@ def read_predict(body: bytes, signatures: dict, max_batch: int) -> ParsedRequest
 
     Plain float batches take :func:`_read_plain_floats`; every other body, and
     every bad one, goes through :func:`decode_json` and :func:`parse_predict`,
-    so the answer and the error message do not depend on the path taken.
+    so the answer and the error message do not depend on the path taken. The
+    fast path never sees a boolean (``true`` and ``false`` break the skeleton);
+    the general one looks for booleans only when the body holds those bytes.
     """
     parsed = _read_plain_floats(body, signatures, max_batch)
     if parsed is None:
-        parsed = parse_predict(decode_json(body), signatures, max_batch)
+        bools = b"true" in body or b"false" in body
+        parsed = parse_predict(decode_json(body), signatures, max_batch, bools)
     return parsed
 
 
-def status_body(versions: list[int]) -> dict:
-    """``GET /v1/models/{name}``: TF Serving's ``model_version_status``."""
+def status_body(
+    versions: list[int], failed: dict[int, tuple[str, str]] | None = None
+) -> dict:
+    """``GET /v1/models/{name}``: TF Serving's ``model_version_status``.
+
+    ``versions`` are served (``AVAILABLE``); ``failed`` maps a version whose
+    load failed to its ``(error_code, error_message)``, shown as TF Serving
+    shows a servable whose load failed: state ``END`` with the load's error
+    (``get_model_status_impl.cc``: the state and ``ToStatusProto(health)``).
+    Newest version first.
+    """
+    rows = {v: ("AVAILABLE", "OK", "") for v in versions}
+    for version, (code, message) in (failed or {}).items():
+        rows.setdefault(version, ("END", code, message))
     return {
         "model_version_status": [
             {
                 "version": str(v),
-                "state": "AVAILABLE",
-                "status": {"error_code": "OK", "error_message": ""},
+                "state": rows[v][0],
+                "status": {"error_code": rows[v][1], "error_message": rows[v][2]},
             }
-            for v in sorted(versions, reverse=True)
+            for v in sorted(rows, reverse=True)
         ]
     }
 

@@ -16,14 +16,31 @@ for this server works unchanged against ``tensorflow/serving``:
 ==========================================================  =====================
 
 Errors are ``{"error": "..."}``: 400 for a bad request (malformed JSON, NaN or
-infinite values, a wrong shape or dtype, an empty or too large batch, both
-``instances`` and ``inputs``), 404 for an unknown model or version, 413 for a
-body over ``max_body_bytes``, 500 if the backend fails. Predict answers carry an
-``x-model-version`` header (TF Serving has none; clients may ignore it). JSON
-goes through simdjson (plain float batches) or orjson (everything else, see
-:func:`~.protocol.read_predict`); nothing is ever unpickled. New versions under
-a model's base path are picked up by a background poll, without a restart (see
+infinite values, booleans, a wrong shape or dtype, an empty or too large batch,
+both ``instances`` and ``inputs``, a version that is not an int64 in ASCII
+digits, malformed HTTP), 404 for an unknown model or version, 408 for a body
+not received within ``body_timeout``, 413 for a body over ``max_body_bytes``,
+431 for headers over :data:`MAX_HEADER_BYTES`, 503 over ``limit_concurrency``,
+500 if the backend fails. A client that closes the connection before its body
+is in is counted as 499 (nginx's "client closed request"), logged in one line.
+Predict answers carry an ``x-model-version`` header (TF Serving has none;
+clients may ignore it). JSON goes through simdjson (plain float batches) or
+orjson (everything else, see :func:`~.protocol.read_predict`); nothing is ever
+unpickled. Parsing and inference of a body over ``inline_bytes`` run in a
+bounded pool of worker threads, so the event loop keeps answering status and
+health requests meanwhile. New versions under a model's base path are picked up
+by a background poll, without a restart, and a version whose load failed is
+retried with backoff and shown in the status API (see
 :class:`~.backends.ModelVersions`). The LiteRT backend never imports TensorFlow.
+
+Slow and idle clients are cut off by :class:`GuardedProtocol`, uvicorn's
+httptools protocol with header and body timeouts added (uvicorn itself only has
+``timeout_keep_alive``, which starts once a response is sent, so a connection
+that never completes its headers would stay open forever). uvicorn answers
+malformed HTTP itself, before the app, with a plain-text 400
+(``HttpToolsProtocol.send_400_response``) and requests over its
+``limit_concurrency`` with a plain-text 503 (``flow_control.service_unavailable``);
+:class:`GuardedProtocol` overrides both, so those answers are JSON as well.
 """
 
 from __future__ import annotations
@@ -37,6 +54,7 @@ import socket
 import threading
 import time
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -54,29 +72,43 @@ from prometheus_client import (
 )
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 from starlette.exceptions import HTTPException
+from starlette.requests import ClientDisconnect
+from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 
 from cnnlearn import progress
 from cnnlearn._io import write_json
-from cnnlearn.deploy.backends import ModelVersions
+from cnnlearn.deploy.backends import Loaded, ModelVersions
 from cnnlearn.deploy.protocol import (
     ServingError,
     metadata_body,
     not_found,
+    parse_version,
     read_predict,
     status_body,
 )
 
 __all__ = [
+    "DEFAULT_BODY_TIMEOUT",
+    "DEFAULT_HEADER_TIMEOUT",
+    "DEFAULT_INLINE_BYTES",
+    "DEFAULT_KEEP_ALIVE_TIMEOUT",
+    "DEFAULT_LIMIT_CONCURRENCY",
     "DEFAULT_MAX_BATCH",
     "DEFAULT_MAX_BODY_BYTES",
+    "DEFAULT_WORKERS",
+    "MAX_HEADER_BYTES",
     "ROUTES",
+    "GuardedProtocol",
     "ServerMetrics",
     "ServerState",
+    "answer",
     "create_app",
     "find_version",
     "get_metadata",
     "get_status",
+    "guarded_protocol",
     "http_error",
+    "internal_error",
     "lifespan",
     "load_models",
     "poll_forever",
@@ -84,11 +116,35 @@ __all__ = [
     "prometheus_metrics",
     "read_body",
     "serve",
+    "server_config",
     "server_state",
+    "service_busy",
+    "version_status",
 ]
 
 DEFAULT_MAX_BATCH = 1024
 DEFAULT_MAX_BODY_BYTES = 32 * 1024 * 1024  # a 1024-image float batch is ~12 MB
+#: Worker threads that parse and run requests with bodies over inline_bytes.
+#: One: JSON parsing holds the GIL, so each more thread competes with the event
+#: loop for it (a status request waited longer with 2 or 4 than with 1 while
+#: clients sent large uint8 batches), and LiteRT calls are serialized anyway.
+DEFAULT_WORKERS = 1
+#: Bodies up to this size (a few single images) are parsed and run on the
+#: event loop: see create_app.
+DEFAULT_INLINE_BYTES = 64 * 1024
+#: Seconds from a connection's opening, or a request's first byte, to the end
+#: of its headers.
+DEFAULT_HEADER_TIMEOUT = 10.0
+#: Seconds from the end of the headers to the end of the body: a full
+#: DEFAULT_MAX_BODY_BYTES body needs about 0.6 MB/s.
+DEFAULT_BODY_TIMEOUT = 60.0
+#: Seconds an idle keep-alive connection stays open (uvicorn's default).
+DEFAULT_KEEP_ALIVE_TIMEOUT = 5.0
+#: Open connections at most (uvicorn's limit_concurrency); with the body limit,
+#: it bounds the memory that request bodies can take.
+DEFAULT_LIMIT_CONCURRENCY = 128
+#: Header bytes one request may send before it is refused with 431.
+MAX_HEADER_BYTES = 64 * 1024
 LATENCY_BUCKETS = (0.0005, 0.001, 0.002, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1.0)
 log = progress.logger("deploy")
 
@@ -99,7 +155,12 @@ def _json(obj, status: int = 200, headers: dict | None = None) -> Response:
 
 
 class ServerMetrics:
-    """The server's Prometheus metrics, in a registry of its own."""
+    """The server's Prometheus metrics, in a registry of its own.
+
+    ``cnnlearn_requests_total`` counts predict answers by status (499: the
+    client closed the connection first); ``cnnlearn_model_load_failures_total``
+    counts failed loads of model versions, retries included.
+    """
 
     def __init__(self, models: dict[str, ModelVersions]):
         self.registry = CollectorRegistry()
@@ -119,6 +180,7 @@ class ServerMetrics:
         self.models = models
         self.classes = {name: np.zeros(0, dtype=np.int64) for name in models}
         self.images = dict.fromkeys(models, 0)
+        self.lock = threading.Lock()  # worker threads count predictions
         self._children: dict[tuple, object] = {}
         self.registry.register(self)  # collect() below: classes, drift, versions
 
@@ -141,12 +203,13 @@ class ServerMetrics:
         counts = np.bincount(
             probabilities.argmax(axis=1), minlength=probabilities.shape[1]
         )
-        known = self.classes[model]
-        if len(counts) > len(known):
-            known = np.pad(known, (0, len(counts) - len(known)))
-        known[: len(counts)] += counts
-        self.classes[model] = known
-        self.images[model] += len(probabilities)
+        with self.lock:
+            known = self.classes[model]
+            if len(counts) > len(known):
+                known = np.pad(known, (0, len(counts) - len(known)))
+            known[: len(counts)] += counts
+            self.classes[model] = known
+            self.images[model] += len(probabilities)
 
     def collect(self):
         classes = CounterMetricFamily(
@@ -166,17 +229,25 @@ class ServerMetrics:
         version = GaugeMetricFamily(
             "cnnlearn_model_version", "The version being served", labels=["model"]
         )
+        failures = CounterMetricFamily(
+            "cnnlearn_model_load_failures",
+            "Failed loads of model versions (each retry counts)",
+            labels=["model"],
+        )
         for name, manager in self.models.items():
-            for cls, count in enumerate(self.classes[name].tolist()):
+            with self.lock:
+                counted, seen = self.classes[name].tolist(), self.images[name]
+            for cls, count in enumerate(counted):
                 classes.add_metric([name, str(cls)], count)
-            images.add_metric([name], self.images[name])
+            images.add_metric([name], seen)
+            failures.add_metric([name], manager.load_failures)
             loaded = manager.current
             if loaded is not None:
                 version.add_metric([name], loaded.version)
                 if loaded.monitor is not None:
                     for stat, value in loaded.monitor.drift().items():
                         drift.add_metric([name, stat], value)
-        yield from (classes, images, drift, version)
+        yield from (classes, images, drift, version, failures)
 
     def describe(self):
         return []
@@ -188,7 +259,8 @@ class ServerState:
 
     ``managers`` maps each model name to its :class:`~.backends.ModelVersions`;
     ``on_ready`` are called once the app accepts connections (``serve`` writes
-    its ready file there).
+    its ready file there); ``executor`` is the worker pool while the app runs
+    (:func:`lifespan`), ``None`` otherwise (then everything runs inline).
     """
 
     managers: dict[str, ModelVersions]
@@ -196,6 +268,10 @@ class ServerState:
     max_batch: int = DEFAULT_MAX_BATCH
     max_body_bytes: int = DEFAULT_MAX_BODY_BYTES
     poll_seconds: float = 1.0
+    body_timeout: float = DEFAULT_BODY_TIMEOUT
+    workers: int = DEFAULT_WORKERS
+    inline_bytes: int = DEFAULT_INLINE_BYTES
+    executor: ThreadPoolExecutor | None = None
     on_ready: list[Callable[[], None]] = field(default_factory=list)
 
 
@@ -217,11 +293,34 @@ def find_version(state: ServerState, name: str, version: str | None):
         if loaded is None:
             raise not_found(name)
         return loaded
-    if not version.isdigit():
-        raise ServingError(400, f"version must be an integer, got {version!r}")
-    if loaded is None or loaded.version != int(version):
-        raise not_found(name, int(version))
+    number = parse_version(version)
+    if loaded is None or loaded.version != number:
+        raise not_found(name, number)
     return loaded
+
+
+def version_status(state: ServerState, name: str, version: str | None) -> dict:
+    """TF Serving's status answer for model ``name``: the version served
+    (``AVAILABLE``) and those whose load failed (``END``, with the error), or
+    only ``version`` if the URL names one. Raises :class:`~.protocol.ServingError`
+    (400 for a bad version, 404 for a model or version the server does not know).
+    """
+    number = None if version is None else parse_version(version)
+    manager = state.managers.get(name)
+    if manager is None:
+        raise not_found(name, number)
+    loaded = manager.current
+    failed = {
+        v: (failure.error_code, failure.message)
+        for v, failure in manager.failed.copy().items()  # a copy: polls change it
+    }
+    available = [loaded.version] if loaded is not None else []
+    if number is not None:
+        available = [v for v in available if v == number]
+        failed = {v: why for v, why in failed.items() if v == number}
+    if not available and not failed:
+        raise not_found(name, number)
+    return status_body(available, failed)
 
 
 # The handlers are plain Starlette endpoints (no FastAPI dependency solving on
@@ -229,13 +328,13 @@ def find_version(state: ServerState, name: str, version: str | None):
 
 
 async def get_status(request: Request) -> Response:
-    """``GET /v1/models/{name}[/versions/{v}]``: the served version's status."""
+    """``GET /v1/models/{name}[/versions/{v}]``: the versions' status
+    (:func:`version_status`)."""
     name, version = _path(request)
     try:
-        loaded = find_version(server_state(request), name, version)
+        return _json(version_status(server_state(request), name, version))
     except ServingError as exc:
         return _json({"error": exc.message}, exc.status)
-    return _json(status_body([loaded.version]))
 
 
 async def get_metadata(request: Request) -> Response:
@@ -248,48 +347,75 @@ async def get_metadata(request: Request) -> Response:
     return _json(metadata_body(name, loaded.version, loaded.metadata["signatures"]))
 
 
-async def read_body(request: Request, max_bytes: int) -> bytes:
+async def read_body(
+    request: Request, max_bytes: int, timeout: float = DEFAULT_BODY_TIMEOUT
+) -> bytes:
     """The request body, refused with 413 once over ``max_bytes`` (whether the
-    client declared its length or sends it chunked)."""
+    client declared its length or sends it chunked) and with 408 if it is not
+    all in within ``timeout`` seconds. Raises
+    :class:`starlette.requests.ClientDisconnect` if the client goes away."""
     length = request.headers.get("content-length")
     if length is not None and int(length) > max_bytes:
         raise ServingError(413, f"body over {max_bytes} bytes")
     chunks, size = [], 0
-    async for chunk in request.stream():
-        chunks.append(chunk)
-        size += len(chunk)
-        if size > max_bytes:
-            raise ServingError(413, f"body over {max_bytes} bytes")
+    try:
+        async with asyncio.timeout(timeout):
+            async for chunk in request.stream():
+                chunks.append(chunk)
+                size += len(chunk)
+                if size > max_bytes:
+                    raise ServingError(413, f"body over {max_bytes} bytes")
+    except TimeoutError:
+        raise ServingError(408, f"body not received within {timeout:g} s") from None
     return b"".join(chunks)
+
+
+def answer(state: ServerState, name: str, loaded: Loaded, body: bytes) -> Response:
+    """Parse a predict body, run the backend, feed the drift monitor and the
+    class counts, and build the answer: the work :func:`predict` runs in a
+    worker thread (or inline for a small body). Thread-safe: LiteRT calls are
+    serialized by the backend, the monitor and the counts take locks."""
+    parsed = read_predict(body, loaded.metadata["signatures"], state.max_batch)
+    probabilities = loaded.backend.predict(parsed.signature, parsed.images)
+    if loaded.monitor is not None:
+        loaded.monitor.update(parsed.images)
+    state.metrics.count_predictions(name, probabilities)
+    served = str(loaded.version)
+    return _json({parsed.key: probabilities}, headers={"x-model-version": served})
 
 
 async def predict(request: Request) -> Response:
     """``POST /v1/models/{name}[/versions/{v}]:predict``: probabilities.
 
-    Reads the body (bounded), finds the version, parses ``instances`` or
-    ``inputs`` against its signatures (:func:`~.protocol.read_predict`), runs
-    the backend, feeds the drift monitor and the class counts, and answers in
-    the request's format with an ``x-model-version`` header. Every answer,
-    error or not, is counted and timed in the metrics.
+    Reads the body (bounded in size and time), finds the version, and runs
+    :func:`answer` (parse ``instances`` or ``inputs`` against its signatures,
+    run the backend, answer in the request's format with an
+    ``x-model-version`` header) in the worker pool, or inline for a body of at
+    most ``inline_bytes``. Every answer, error or not, is counted and timed in
+    the metrics; a client gone before its body is in counts as 499.
     """
     start = time.perf_counter()
     state = server_state(request)
     name, version = _path(request)
     served = ""
     try:
-        body = await read_body(request, state.max_body_bytes)
+        body = await read_body(request, state.max_body_bytes, state.body_timeout)
         loaded = find_version(state, name, version)
         served = str(loaded.version)
-        parsed = read_predict(body, loaded.metadata["signatures"], state.max_batch)
-        probabilities = loaded.backend.predict(parsed.signature, parsed.images)
-        if loaded.monitor is not None:
-            loaded.monitor.update(parsed.images)
-        state.metrics.count_predictions(name, probabilities)
-        response = _json(
-            {parsed.key: probabilities}, headers={"x-model-version": served}
-        )
+        executor = state.executor
+        if executor is None or len(body) <= state.inline_bytes:
+            response = answer(state, name, loaded, body)
+        else:
+            loop = asyncio.get_running_loop()
+            response = await loop.run_in_executor(
+                executor, answer, state, name, loaded, body
+            )
+    except ClientDisconnect:  # the client's doing: no traceback, not a 5xx
+        log.warning("%r: client closed the connection mid-request (499)", name)
+        response = _json({"error": "Client closed request"}, 499)
     except ServingError as exc:
-        response = _json({"error": exc.message}, exc.status)
+        close = {"connection": "close"} if exc.status in (408, 413) else None
+        response = _json({"error": exc.message}, exc.status, close)
     except ValueError as exc:  # e.g. a bad Content-Length
         response = _json({"error": str(exc)}, 400)
     except Exception as exc:  # a backend failure: answer, log, keep serving
@@ -312,6 +438,25 @@ async def http_error(request: Request, exc: HTTPException) -> Response:
     return _json({"error": f"Malformed request: {exc.detail}"}, exc.status_code)
 
 
+async def internal_error(request: Request, exc: Exception) -> Response:
+    """Any exception a handler lets through: a JSON 500, never a plain-text one
+    (Starlette then re-raises it, so the server logs its traceback)."""
+    return _json({"error": f"Internal error: {type(exc).__name__}"}, 500)
+
+
+async def service_busy(scope, receive, send) -> None:
+    """The ASGI answer over ``limit_concurrency``: a JSON 503 that closes the
+    connection (uvicorn's own is plain text)."""
+    body = orjson.dumps({"error": "Service unavailable: too many connections"})
+    headers = [
+        (b"content-type", b"application/json"),
+        (b"content-length", str(len(body)).encode()),
+        (b"connection", b"close"),
+    ]
+    await send({"type": "http.response.start", "status": 503, "headers": headers})
+    await send({"type": "http.response.body", "body": body})
+
+
 async def poll_forever(state: ServerState) -> None:
     """Scan every model's base path for new versions every ``poll_seconds``.
 
@@ -329,8 +474,10 @@ async def poll_forever(state: ServerState) -> None:
 
 @contextlib.asynccontextmanager
 async def lifespan(app: FastAPI):
-    """While the app runs: poll for versions, and call ``on_ready`` once."""
+    """While the app runs: the worker pool, a poll for versions, and
+    ``on_ready`` called once."""
     state: ServerState = app.state.server
+    state.executor = ThreadPoolExecutor(state.workers, "cnnlearn-predict")
     task = asyncio.create_task(poll_forever(state))
     for callback in state.on_ready:  # e.g. serve() writes its ready file
         callback()
@@ -340,6 +487,8 @@ async def lifespan(app: FastAPI):
         task.cancel()
         with contextlib.suppress(asyncio.CancelledError):
             await task
+        executor, state.executor = state.executor, None
+        executor.shutdown(wait=False, cancel_futures=True)
 
 
 ROUTES = (
@@ -385,6 +534,9 @@ def create_app(
     max_batch: int = DEFAULT_MAX_BATCH,
     max_body_bytes: int = DEFAULT_MAX_BODY_BYTES,
     drift_window: int = 1000,
+    body_timeout: float = DEFAULT_BODY_TIMEOUT,
+    workers: int = DEFAULT_WORKERS,
+    inline_bytes: int = DEFAULT_INLINE_BYTES,
 ) -> FastAPI:
     """The FastAPI app serving ``models`` (name → base path). Used in chapter 8.
 
@@ -404,6 +556,17 @@ def create_app(
         Larger requests are refused with 400 and 413.
     drift_window
         Images in each model's drift window.
+    body_timeout
+        Seconds a predict body may take to arrive, in all; then 408.
+    workers
+        Threads that parse bodies and run the model, off the event loop.
+    inline_bytes
+        Bodies of at most this many bytes are parsed and run on the event loop
+        instead: their work is short, so the stall is short, and the hop to a
+        worker thread and back (two thread switches and a contended GIL) would
+        be a large share of a single-image request's latency, which the
+        chapter 8 benchmark holds to its p99 goal. 0 sends every body to the
+        workers.
 
     The versions present now are loaded before this returns; a model with no
     loadable version yet is served as 404 until one appears. The handlers
@@ -412,8 +575,16 @@ def create_app(
     """
     if not models:
         raise ValueError("no models to serve: expected {name: base_path}")
-    if max_batch < 1 or max_body_bytes < 1:
-        raise ValueError(f"max_batch, max_body_bytes must be >= 1: {max_batch}")
+    if max_batch < 1 or max_body_bytes < 1 or workers < 1:
+        raise ValueError(
+            "max_batch, max_body_bytes, workers must be >= 1: "
+            f"got {max_batch}, {max_body_bytes}, {workers}"
+        )
+    if not body_timeout > 0 or inline_bytes < 0:  # NaN fails the first test
+        raise ValueError(
+            f"expected body_timeout > 0 s and inline_bytes >= 0, got "
+            f"{body_timeout} s and {inline_bytes}"
+        )
     managers = load_models(models, backend, pinned, drift_window)
     app = FastAPI(
         title="cnnlearn model server",
@@ -423,15 +594,205 @@ def create_app(
         openapi_url=None,
     )
     app.state.server = ServerState(
-        managers, ServerMetrics(managers), max_batch, max_body_bytes, poll_seconds
+        managers,
+        ServerMetrics(managers),
+        max_batch,
+        max_body_bytes,
+        poll_seconds,
+        body_timeout,
+        workers,
+        inline_bytes,
     )
     app.add_exception_handler(HTTPException, http_error)
+    app.add_exception_handler(Exception, internal_error)
     for path, endpoint, method in ROUTES:
         app.router.add_route(path, endpoint, methods=[method])
     app.add_api_route(
         "/monitoring/prometheus/metrics", prometheus_metrics, methods=["GET"]
     )
     return app
+
+
+def _json_reply(status: int, message: str) -> bytes:
+    """A whole HTTP/1.1 answer that closes the connection, for the protocol."""
+    body = orjson.dumps({"error": message})
+    return b"".join(
+        [
+            b"HTTP/1.1 %d %s\r\n" % (status, _REASONS[status]),
+            b"content-type: application/json\r\n",
+            b"content-length: %d\r\n" % len(body),
+            b"connection: close\r\n\r\n",
+            body,
+        ]
+    )
+
+
+_REASONS = {
+    400: b"Bad Request",
+    408: b"Request Timeout",
+    431: b"Request Header Fields Too Large",
+}
+
+
+class GuardedProtocol(HttpToolsProtocol):
+    """uvicorn's httptools protocol, guarded against slow and hostile clients.
+
+    A request's headers must be complete within ``header_timeout`` seconds of
+    the connection's opening or of the request's first byte (else JSON 408 and
+    close; a connection that sent nothing is just closed), and hold at most
+    :data:`MAX_HEADER_BYTES` (else 431); its body must be complete within
+    ``body_timeout`` seconds of the headers (else the connection is closed:
+    :func:`read_body` answers 408 a little earlier while the app still reads;
+    this catches a body that nobody reads, after a 404 for instance). Idle
+    keep-alive connections are closed by uvicorn's ``timeout_keep_alive``.
+    Malformed HTTP gets a JSON 400 and requests over ``limit_concurrency`` a
+    JSON 503 (uvicorn's own answers are plain text). :func:`guarded_protocol`
+    makes a subclass with other timeouts. Used by :func:`serve`.
+    """
+
+    header_timeout = DEFAULT_HEADER_TIMEOUT
+    body_timeout = DEFAULT_BODY_TIMEOUT + 1.0
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.guard_header_timer = None
+        self.guard_body_timer = None
+        self.guard_in_headers = True
+        self.guard_header_bytes = 0
+        self.guard_request_begun = False
+
+    def connection_made(self, transport) -> None:
+        super().connection_made(transport)
+        self.guard_header_timer = self.loop.call_later(
+            self.header_timeout, self.headers_timed_out
+        )
+
+    def data_received(self, data: bytes) -> None:
+        if self.guard_in_headers:
+            self.guard_header_bytes += len(data)
+        super().data_received(data)
+        if self.guard_in_headers and self.guard_header_bytes > MAX_HEADER_BYTES:
+            self.refuse(431, f"request headers over {MAX_HEADER_BYTES} bytes")
+
+    def on_message_begin(self) -> None:
+        super().on_message_begin()
+        self.guard_in_headers, self.guard_request_begun = True, True
+        self.guard_header_bytes = 0  # this chunk's bytes are not counted: bounded
+        if self.guard_header_timer is None:  # the next request on a connection
+            self.guard_header_timer = self.loop.call_later(
+                self.header_timeout, self.headers_timed_out
+            )
+
+    def on_headers_complete(self) -> None:
+        self.guard_in_headers = False
+        self.cancel_timers()
+        self.guard_body_timer = self.loop.call_later(
+            self.body_timeout, self.body_timed_out
+        )
+        limit = self.limit_concurrency
+        busy = limit is not None and max(len(self.connections), len(self.tasks))
+        if limit is None or busy < limit:  # uvicorn's own test
+            super().on_headers_complete()
+            return
+        # Over the limit: uvicorn would answer with its plain-text 503 app;
+        # have it start ours instead (it uses self.app when there is no limit).
+        app, self.app, self.limit_concurrency = self.app, service_busy, None
+        try:
+            log.warning("over the concurrency limit of %d: 503", limit)
+            super().on_headers_complete()
+        finally:
+            self.app, self.limit_concurrency = app, limit
+
+    def on_message_complete(self) -> None:
+        if self.guard_body_timer is not None:
+            self.guard_body_timer.cancel()
+            self.guard_body_timer = None
+        super().on_message_complete()
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self.cancel_timers()
+        super().connection_lost(exc)
+
+    def send_400_response(self, msg: str) -> None:
+        """Malformed HTTP: uvicorn's plain-text 400, as JSON."""
+        self.refuse(400, f"Malformed request: {msg}")
+
+    def cancel_timers(self) -> None:
+        """Stop the header and body timers."""
+        for timer in (self.guard_header_timer, self.guard_body_timer):
+            if timer is not None:
+                timer.cancel()
+        self.guard_header_timer = self.guard_body_timer = None
+
+    def refuse(self, status: int, message: str) -> None:
+        """Answer ``status`` with a JSON error (unless a response is under way)
+        and close the connection."""
+        if self.transport.is_closing():
+            return
+        if self.cycle is None or self.cycle.response_complete:
+            self.transport.write(_json_reply(status, message))
+        self.transport.close()
+
+    def headers_timed_out(self) -> None:
+        """The header timer fired: 408 if a request has begun, then close."""
+        self.guard_header_timer = None
+        if not self.guard_request_begun:
+            self.transport.close()  # idle since it opened: nothing to answer
+            return
+        log.warning("headers not received within %g s: 408", self.header_timeout)
+        self.refuse(408, f"headers not received within {self.header_timeout:g} s")
+
+    def body_timed_out(self) -> None:
+        """The body timer fired: close the connection."""
+        self.guard_body_timer = None
+        if not self.transport.is_closing():
+            log.warning("body not received within %g s: closed", self.body_timeout)
+            self.transport.close()
+
+
+def guarded_protocol(
+    header_timeout: float = DEFAULT_HEADER_TIMEOUT,
+    body_timeout: float = DEFAULT_BODY_TIMEOUT,
+) -> type[GuardedProtocol]:
+    """:class:`GuardedProtocol` with these timeouts, in seconds (the body's gets
+    one more second, so that :func:`read_body`'s 408 comes first)."""
+    if not (header_timeout > 0 and body_timeout > 0):  # NaN fails too
+        raise ValueError(
+            f"timeouts must be > 0 s, got {header_timeout} s and {body_timeout} s"
+        )
+    attrs = {"header_timeout": header_timeout, "body_timeout": body_timeout + 1.0}
+    return type("GuardedProtocol", (GuardedProtocol,), attrs)
+
+
+def server_config(
+    app: FastAPI,
+    *,
+    log_level: str = "warning",
+    header_timeout: float = DEFAULT_HEADER_TIMEOUT,
+    keep_alive_timeout: float = DEFAULT_KEEP_ALIVE_TIMEOUT,
+    limit_concurrency: int = DEFAULT_LIMIT_CONCURRENCY,
+) -> uvicorn.Config:
+    """uvicorn's configuration for ``app``: uvloop, :class:`GuardedProtocol`
+    with ``header_timeout`` and the app's ``body_timeout``, idle connections
+    closed after ``keep_alive_timeout`` seconds, at most ``limit_concurrency``
+    connections, no WebSockets, no access log. Used by :func:`serve`."""
+    if not keep_alive_timeout > 0 or limit_concurrency < 2:
+        raise ValueError(
+            "expected keep_alive_timeout > 0 s and limit_concurrency >= 2, got "
+            f"{keep_alive_timeout} s and {limit_concurrency}"
+        )
+    protocol = guarded_protocol(header_timeout, app.state.server.body_timeout)
+    return uvicorn.Config(
+        app,
+        loop="uvloop",
+        http=protocol,
+        ws="none",
+        log_level=log_level,
+        access_log=False,
+        timeout_keep_alive=keep_alive_timeout,
+        limit_concurrency=limit_concurrency,
+        timeout_graceful_shutdown=10,
+    )
 
 
 def _path(request: Request) -> tuple[str, str | None]:
@@ -461,20 +822,33 @@ def serve(
     ready_file: str | Path | None = None,
     log_level: str = "warning",
     freeze_gc: bool = True,
+    header_timeout: float = DEFAULT_HEADER_TIMEOUT,
+    keep_alive_timeout: float = DEFAULT_KEEP_ALIVE_TIMEOUT,
+    limit_concurrency: int = DEFAULT_LIMIT_CONCURRENCY,
     **app_kwargs,
 ) -> None:
     """Serve ``models`` until SIGINT or SIGTERM (a graceful shutdown).
 
     Binds ``host:port`` (127.0.0.1 unless told otherwise; port 0 picks a free
-    port), loads the models, writes ``ready_file`` (JSON: url, host, port, pid,
-    backend, models) once it accepts connections, and runs uvicorn with uvloop
-    and httptools. With ``freeze_gc`` the objects alive once the models are
-    loaded leave the garbage collector's reach (``gc.freeze``): a stream of
-    JSON requests triggers full collections, and walking the whole web stack
-    and framework each time was the server's worst tail latency. Used by
-    ``cnnlearn serve`` and chapter 8.
+    port), loads the models (``app_kwargs`` go to :func:`create_app`:
+    ``body_timeout``, ``workers``, ...), writes ``ready_file`` (JSON: url,
+    host, port, pid, backend, models) once it accepts connections, and runs
+    uvicorn with uvloop and httptools, guarded against slow clients
+    (:func:`server_config`: ``header_timeout``, ``keep_alive_timeout`` and
+    ``limit_concurrency``, see :class:`GuardedProtocol`). With ``freeze_gc``
+    the objects alive once the models are loaded leave the garbage collector's
+    reach (``gc.freeze``): a stream of JSON requests triggers full
+    collections, and walking the whole web stack and framework each time was
+    the server's worst tail latency. Used by ``cnnlearn serve`` and chapter 8.
     """
     app = create_app(models, backend, **app_kwargs)
+    config = server_config(
+        app,
+        log_level=log_level,
+        header_timeout=header_timeout,
+        keep_alive_timeout=keep_alive_timeout,
+        limit_concurrency=limit_concurrency,
+    )
     if freeze_gc:  # see the docstring; measured in benchmarks/serving.py
         gc.collect()
         gc.freeze()
@@ -496,14 +870,6 @@ def serve(
         write_json(ready_file, {**info, "backend": backend, "models": served})
 
     app.state.server.on_ready.append(ready)
-    config = uvicorn.Config(
-        app,
-        loop="uvloop",
-        http="httptools",
-        log_level=log_level,
-        access_log=False,
-        timeout_graceful_shutdown=10,
-    )
     # uvicorn shuts down gracefully on SIGINT/SIGTERM, then re-raises the signal
     # with the handlers found at start: these make that a normal return (exit 0).
     previous = {}

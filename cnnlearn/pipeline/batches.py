@@ -68,8 +68,12 @@ class SeededBatches(keras.utils.PyDataset):
     Epoch ``e`` visits the examples in ``numpy.random.default_rng([seed,
     e]).permutation(n)``, on every Keras backend: Keras' own array input
     shuffles with the backend's random generator, so the same seed gives
-    TensorFlow, JAX and PyTorch different batches. Used by
-    :func:`cnnlearn.train.fit` for the plan's ``"batches"`` pipeline (chapter 4).
+    TensorFlow, JAX and PyTorch different batches. The epoch is set by
+    :meth:`set_epoch`, which :func:`cnnlearn.train.fit` calls from a callback
+    (Keras calls a dataset's own ``on_epoch_begin`` a different number of times
+    on each backend), and fit passes ``shuffle=False`` (Keras would shuffle the
+    batches' order with the backend's generator). Used for the plan's
+    ``"batches"`` pipeline (chapter 4).
 
     Parameters
     ----------
@@ -98,17 +102,19 @@ class SeededBatches(keras.utils.PyDataset):
             )
         self.x, self.y, self.batch_size, self.seed = x, y, batch_size, seed
         self.n = len(x) - len(x) % multiple_of  # the examples an epoch visits
-        self.epoch = -1
+        self.epoch = None
         self.order = np.arange(len(x))
+        self.set_epoch(0)
 
     def __len__(self) -> int:
         return -(-self.n // self.batch_size)
 
-    def on_epoch_begin(self) -> None:
-        self.epoch += 1
-        if self.seed is not None:
-            rng = np.random.default_rng([self.seed, self.epoch])
+    def set_epoch(self, epoch: int) -> None:
+        """Visit the examples in epoch ``epoch``'s order from now on."""
+        if self.seed is not None and epoch != self.epoch:
+            rng = np.random.default_rng([self.seed, epoch])
             self.order = rng.permutation(len(self.x))
+        self.epoch = epoch
 
     def __getitem__(self, index: int) -> tuple[np.ndarray, np.ndarray]:
         if not 0 <= index < len(self):

@@ -191,6 +191,7 @@ def fit(
         ),
     ]
     feed, val = _feed(x_tr, y_tr, val, plan, seed)
+    cbs = [*feed.pop("callbacks", []), *cbs]  # the batch order's, first
     if verbose:  # on stdout, like Keras' own progress: the chapters show it
         print(f"Training plan:\n{plan}")
     start = time.perf_counter()
@@ -303,7 +304,11 @@ def _feed(
     the plan's batch size."""
     if plan.pipeline == "batches":
         split = {"multiple_of": plan.devices}  # data parallel: even batches
-        feed = {"x": pipeline.SeededBatches(x, y, plan.batch_size, seed, **split)}
+        batches = pipeline.SeededBatches(x, y, plan.batch_size, seed, **split)
+        order = keras.callbacks.LambdaCallback(
+            on_epoch_begin=lambda epoch, logs=None: batches.set_epoch(epoch)
+        )
+        feed = {"x": batches, "shuffle": False, "callbacks": [order]}
         if val is not None:
             val = pipeline.SeededBatches(*val, plan.eval_batch_size, **split)
         return feed, val
