@@ -68,14 +68,27 @@ def save_initial_weights(names: list[str], directory: Path) -> None:
         models.get_model(name, seed=0).save_weights(directory / f"{name}.weights.h5")
 
 
-def train_one(name: str, epochs: int, init: Path, arrays) -> dict:
-    """One model on this process's backend; its accuracy, timing and plan."""
-    from cnnlearn import models, train
+PARITY_PLAN = {"pipeline": "batches", "precision": "float32", "batch_scale": 1}
+
+
+def train_one(
+    name: str,
+    epochs: int,
+    arrays,
+    init: Path | None = None,
+    plan: dict | None = PARITY_PLAN,
+    device: str = "auto",
+) -> dict:
+    """One model on this process's backend, from ``init``'s weights if given;
+    its accuracy, timing, plan and training FLOPs per epoch (also used by
+    ``benchmarks/gpu.py``, with the default plan on a GPU)."""
+    from cnnlearn import models, ops, train
 
     x, y, xt, yt = arrays
     spec = models.get_spec(name)
     model = models.get_model(name, seed=0)
-    model.load_weights(init / f"{name}.weights.h5")
+    if init is not None:
+        model.load_weights(init / f"{name}.weights.h5")
     result = train.fit(
         model,
         x,
@@ -86,7 +99,8 @@ def train_one(name: str, epochs: int, init: Path, arrays) -> dict:
         lr_schedule=spec.lr_schedule,
         seed=0,
         verbose=0,
-        plan={"pipeline": "batches", "precision": "float32", "batch_scale": 1},
+        device=device,
+        plan=plan,
     )
     evaluation = train.evaluate(result.model, xt, yt)
     return {
@@ -96,6 +110,7 @@ def train_one(name: str, epochs: int, init: Path, arrays) -> dict:
         "epoch_seconds": result.history["seconds"],
         "seconds_per_epoch": result.seconds_per_epoch,
         "plan": result.plan.to_dict(),
+        "training_flops_per_epoch": ops.training_flops(model) * result.n_train,
     }
 
 
@@ -107,7 +122,7 @@ def worker(args) -> None:
 
     arrays = load(args)
     rows = {
-        name: train_one(name, args.epochs or EPOCHS[name], args.init, arrays)
+        name: train_one(name, args.epochs or EPOCHS[name], arrays, args.init)
         for name in args.models
     }
     versions = train.versions()
@@ -165,7 +180,7 @@ def main(argv=None) -> None:
         "epochs": {n: args.epochs or EPOCHS[n] for n in args.models},
         "batch_size": BATCH,
         "data_fraction": args.data_fraction,
-        "plan": {"pipeline": "batches", "precision": "float32", "batch_scale": 1},
+        "plan": PARITY_PLAN,
         "initial_weights": "models.get_model(name, seed=0), saved once, loaded by all",
         "goal_points": GOAL_POINTS,
     }

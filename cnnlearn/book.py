@@ -6,6 +6,11 @@ parameters change (``device``, ``precision`` where a chapter has it, and any
 directory, never over the committed one, and ``summary.json`` records per
 chapter the parameters, the duration, the key metrics the chapter wrote (the
 numbers in its ``metrics.json`` files) and whether it passed.
+
+``--backend jax`` (or ``torch``) starts every chapter's kernel with that
+``KERAS_BACKEND``; a notebook never switches backend inside its kernel. Cells
+tagged :data:`TENSORFLOW_ONLY` (``tf.distribute``, which trains Keras models
+only on TensorFlow) print that they were skipped instead of running there.
 """
 
 from __future__ import annotations
@@ -17,9 +22,10 @@ import time
 from pathlib import Path
 
 from cnnlearn._io import find_upward, write_json
-from cnnlearn.config import check_device_name
+from cnnlearn.config import check_device_name, use_backend
 
 __all__ = [
+    "TENSORFLOW_ONLY",
     "book_dir",
     "check_parameters",
     "device_note",
@@ -27,7 +33,10 @@ __all__ = [
     "find_chapters",
     "parse_params",
     "run_book",
+    "without_tensorflow_cells",
 ]
+
+TENSORFLOW_ONLY = "tensorflow-only"  # the cell tag
 
 
 def book_dir(path: str | Path | None = None) -> Path:
@@ -195,6 +204,7 @@ def run_book(
     timeout: float = 1800.0,
     book_path: str | Path | None = None,
     kernel_name: str = "python3",
+    backend: str | None = None,
 ) -> dict:
     """Execute chapters with papermill; write them and ``summary.json``.
 
@@ -211,6 +221,11 @@ def run_book(
         default.
     timeout
         Seconds per cell.
+    backend
+        The Keras backend of every chapter's kernel (see
+        :func:`cnnlearn.config.use_backend`); ``None`` keeps ``$KERAS_BACKEND``.
+        Not TensorFlow: the cells tagged :data:`TENSORFLOW_ONLY` are skipped
+        (:func:`without_tensorflow_cells`).
 
     Returns
     -------
@@ -219,8 +234,10 @@ def run_book(
         ``seconds``, ``ok``, ``error`` and ``metrics``. A failed chapter does not
         stop the others. Used in chapter 5.
     """
+    if backend is not None:
+        use_backend(backend)  # this process and the kernels it starts
     # Imported here: the device check and training's software versions load
-    # TensorFlow, which finding and checking chapters does not need.
+    # Keras, which finding and checking chapters does not need.
     from cnnlearn import compute
     from cnnlearn.train import versions
 
@@ -248,6 +265,24 @@ def run_book(
     return summary
 
 
+def without_tensorflow_cells(path: str | Path, backend: str) -> tuple[dict, int]:
+    """The notebook at ``path`` as JSON, with each cell tagged
+    :data:`TENSORFLOW_ONLY` replaced by a line saying it was skipped, unless
+    ``backend`` is TensorFlow; and how many cells were replaced (chapter 5)."""
+    notebook = json.loads(Path(path).read_text())
+    if backend == "tensorflow":
+        return notebook, 0
+    skipped = 0
+    for cell in notebook["cells"]:
+        if TENSORFLOW_ONLY in cell.get("metadata", {}).get("tags", []):
+            why = (
+                f"skipped on the {backend} backend: tf.distribute trains on TensorFlow"
+            )
+            cell["source"] = f"print({why!r})"
+            skipped += 1
+    return notebook, skipped
+
+
 def _run_chapter(
     step: dict,
     output_dir: Path,
@@ -264,21 +299,26 @@ def _run_chapter(
     ``ok``, ``error``, ``seconds`` and the ``metrics`` it wrote. A failure is
     recorded, not raised, so the other chapters still run.
     """
+    import keras
     import papermill  # optional: in the "dev" extra, not a core dependency
 
     chapter_out = (output_dir / step["chapter"]).resolve()
     injected = {**step["parameters"], "output_dir": str(chapter_out)}
     executed = output_dir / f"{step['chapter']}.ipynb"
+    notebook, skipped = without_tensorflow_cells(step["path"], keras.config.backend())
+    source = output_dir / f".{step['chapter']}.input.ipynb"
+    write_json(source, notebook)
     record = {
         "chapter": step["chapter"],
         "executed": str(executed),
         "parameters": injected,
         "skipped_parameters": step["skipped"],
+        "skipped_cells": skipped,
     }
     start = time.perf_counter()
     try:
         papermill.execute_notebook(
-            str(step["path"]),
+            str(source),
             str(executed),
             parameters=injected,
             cwd=str(book),
@@ -290,6 +330,8 @@ def _run_chapter(
     except Exception as exc:  # noqa: BLE001  (recorded: the others still run)
         text = f"{type(exc).__name__}: {' '.join(str(exc).split())}"
         record.update(ok=False, error=text[:2000])
+    finally:
+        source.unlink(missing_ok=True)
     record["seconds"] = time.perf_counter() - start
     record["metrics"] = _key_metrics(chapter_out) if chapter_out.is_dir() else {}
     return record

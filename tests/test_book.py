@@ -2,6 +2,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import re
 
 import pytest
 from conftest import REPO
@@ -139,3 +140,49 @@ def test_every_chapter_runs_with_device_cpu(tmp_path, data_dir):
     summary = book.run_book([], output_dir=tmp_path / "cpu", device="cpu")
     failed = {c["chapter"]: c["error"] for c in summary["chapters"] if not c["ok"]}
     assert not failed and len(summary["chapters"]) == len(book.find_chapters([]))
+
+
+def test_tensorflow_only_cells_are_skipped_on_other_backends():
+    chapter = BOOK / "05_distributed_training.ipynb"
+    same, none = book.without_tensorflow_cells(chapter, "tensorflow")
+    assert none == 0 and same == json.loads(chapter.read_text())
+    notebook, skipped = book.without_tensorflow_cells(chapter, "jax")
+    tagged = [
+        c for c in notebook["cells"]
+        if book.TENSORFLOW_ONLY in c.get("metadata", {}).get("tags", [])
+    ]  # fmt: skip
+    assert skipped == len(tagged) >= 6  # the tf.distribute runs and their checks
+    for cell in tagged:
+        assert cell["source"].startswith("print('skipped on the jax backend")
+    untouched = [c for c in notebook["cells"] if c not in tagged]
+    assert not any("launch_workers(" in "".join(c["source"]) for c in untouched)
+    assert not any("distributed_fit(" in "".join(c["source"]) for c in untouched)
+
+
+@pytest.mark.slow
+def test_chapters_4_and_5_run_on_jax(tmp_path, data_dir):
+    """The issue's check: ``book run 04 05 --backend jax`` under papermill, in a
+    process of its own (a process keeps the backend Keras started with)."""
+    import os
+    import subprocess
+    import sys
+
+    out = tmp_path / "jax"
+    argv = ["book", "run", "04", "05", "--backend", "jax", "--device", "cpu"]
+    argv += ["--param", "epochs=1", "--param", "data_fraction=0.05"]
+    argv += ["--output-dir", str(out)]
+    done = subprocess.run(
+        [sys.executable, "-m", "cnnlearn", *argv],
+        capture_output=True,
+        text=True,
+        cwd=REPO,
+        env={**os.environ, "CNNLEARN_DATA_DIR": str(data_dir)},
+        timeout=1800,
+    )
+    summary = json.loads((out / "summary.json").read_text())
+    assert done.returncode == 0, [c["error"] for c in summary["chapters"]]
+    assert summary["versions"]["backend"] == "jax"
+    ch4, ch5 = summary["chapters"]
+    assert ch4["skipped_cells"] == 0 and ch5["skipped_cells"] >= 6
+    executed = (out / "04_mnist_training.ipynb").read_text()
+    assert re.search(r"backend +jax", executed)  # the plan chapter 4 printed

@@ -215,6 +215,14 @@ def _train(args) -> str:
 
 
 def _train_distributed(args, config: RunConfig) -> str:
+    import keras
+
+    if keras.config.backend() != "tensorflow":
+        raise ValueError(
+            f"--strategy and TF_CONFIG run tf.distribute, on the TensorFlow backend "
+            f"only (not {keras.config.backend()}); on JAX one process spreads a "
+            "batch over its devices (the training plan's devices)"
+        )
     from cnnlearn.distribute.runs import run_distributed
 
     metrics = run_distributed(

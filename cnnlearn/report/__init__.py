@@ -16,14 +16,22 @@ name in front (the exception in :mod:`cnnlearn`'s rule):
 """
 
 from cnnlearn.report import claims, compression, provenance
-from cnnlearn.report.benchmarks import RESULTS_URL, load_benchmark, results_dir
+from cnnlearn.report.benchmarks import (
+    RESULTS_URL,
+    find_benchmark,
+    load_benchmark,
+    results_dir,
+)
 from cnnlearn.report.source import show_source
 from cnnlearn.report.summary import SUMMARY_TOPICS, chapter_summary
 from cnnlearn.report.tables import (
     ablation_table,
     accuracy_row,
     applications_table,
+    backends_table,
     conv_ops_table,
+    gpu_section,
+    gpu_table,
     markdown_table,
     pipeline_table,
     serving_table,
@@ -38,10 +46,14 @@ __all__ = [
     "ablation_table",
     "accuracy_row",
     "applications_table",
+    "backends_table",
     "chapter_summary",
     "claims",
     "compression",
     "conv_ops_table",
+    "find_benchmark",
+    "gpu_section",
+    "gpu_table",
     "load_benchmark",
     "markdown_table",
     "pipeline_table",

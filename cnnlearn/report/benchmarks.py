@@ -11,7 +11,7 @@ from pathlib import Path
 
 from cnnlearn._io import find_upward
 
-__all__ = ["RESULTS_URL", "load_benchmark", "results_dir"]
+__all__ = ["RESULTS_URL", "find_benchmark", "load_benchmark", "results_dir"]
 
 RESULTS_URL = (
     "https://raw.githubusercontent.com/cnnlearn/cnnlearn/main/benchmarks/results/"
@@ -42,4 +42,15 @@ def load_benchmark(topic: str, directory: str | Path | None = None) -> dict:
 
         url = f"{RESULTS_URL}{topic}.json"
         path = Path(keras.utils.get_file(f"cnnlearn-{topic}.json", url))
+    return json.loads(path.read_text())
+
+
+def find_benchmark(topic: str, directory: str | Path | None = None) -> dict | None:
+    """Read ``benchmarks/results/<topic>.json`` if this checkout has it, else
+    ``None`` (nothing is downloaded): for results only some machines can make,
+    such as ``gpu.json``, which a chapter then reports as not measured yet."""
+    found = results_dir(directory)
+    path = found / f"{topic}.json" if found is not None else None
+    if path is None or not path.is_file():
+        return None
     return json.loads(path.read_text())

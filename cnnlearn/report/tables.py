@@ -8,7 +8,10 @@ __all__ = [
     "ablation_table",
     "accuracy_row",
     "applications_table",
+    "backends_table",
     "conv_ops_table",
+    "gpu_section",
+    "gpu_table",
     "markdown_table",
     "pipeline_table",
     "serving_table",
@@ -351,3 +354,66 @@ def serving_table(results: dict) -> list[dict]:
 
 def _round(value: float | None, digits: int):
     return "—" if value is None else round(value, digits)
+
+
+def backends_table(results: dict) -> list[dict]:
+    """Rows of ``benchmarks/backends.py``'s result: each model on each Keras
+    backend, from the same weights on the same batches (chapter 4)."""
+    rows = []
+    for name, by_backend in results["comparison"].items():
+        for backend, cmp in by_backend.items():
+            run = results["results"][backend][name]
+            gap = cmp["accuracy_points_vs_tensorflow"]
+            rows.append(
+                {
+                    "model": name,
+                    "backend": f"{backend} {run['versions'].get(backend, '')}".strip(),
+                    "epochs": run["epochs"],
+                    "test accuracy": f"{run['test_accuracy']:.2%}",
+                    "Δ vs TensorFlow (points)": f"{gap:+.2f}",
+                    "s/epoch": round(run["seconds_per_epoch"], 1),
+                    "× TensorFlow's time": round(cmp["seconds_ratio_vs_tensorflow"], 2),
+                    "XLA": run["plan"]["jit_compile"],
+                    "steps/call": run["plan"]["steps_per_execution"],
+                }
+            )
+    return rows
+
+
+def gpu_table(results: dict) -> list[dict]:
+    """Rows of ``benchmarks/gpu.py``'s result: chapter 4's models trained on a
+    GPU with each backend's plan (chapters 4 and 5); failed backends say why."""
+    rows = []
+    for backend, found in results["results"].items():
+        if "error" in found:
+            rows.append({"backend": backend, "GPU": "failed: " + found["error"]})
+            continue
+        for name, run in found["rows"].items():
+            plan = run["plan"]
+            rows.append(
+                {
+                    "backend": backend,
+                    "GPU": found["device_name"],
+                    "model": name,
+                    "precision": plan["precision"],
+                    "batch": plan["batch_size"],
+                    "s/epoch": round(run["seconds_per_epoch"], 2),
+                    "test accuracy": f"{run['test_accuracy']:.2%}",
+                    "TFLOP/s": round(run["training_flops_per_second"] / 1e12, 2),
+                }
+            )
+    return rows
+
+
+def gpu_section(results: dict | None) -> str:
+    """Markdown for ``benchmarks/gpu.py``'s result (see :func:`gpu_table`), or a
+    line saying it is not measured yet when ``results`` is ``None`` (chapters 4
+    and 5; :func:`cnnlearn.report.find_benchmark` gives ``None`` for a missing
+    file). Never a number that did not run."""
+    if results is None:
+        return (
+            "*GPU: not measured yet.* `benchmarks/gpu.py` writes "
+            "`benchmarks/results/gpu.json` on a machine with a GPU and JAX or "
+            "PyTorch (its docstring says how); this page shows it once it exists."
+        )
+    return markdown_table(gpu_table(results), ".3g", source=results)
