@@ -4,6 +4,12 @@ The package behind the book: every chapter imports its implementations from here
 Submodules are imported on demand (``from cnnlearn import data, models, train``),
 so ``import cnnlearn`` alone stays light.
 
+The core (``config``, ``data``, ``models``, ``train``, ``ops``, ``plots``,
+``pipeline``'s seeded batches, ``compute`` and the ``train`` command) runs on any
+Keras 3 backend, TensorFlow, JAX or PyTorch, and imports no TensorFlow; the
+TensorFlow parts load it through :func:`cnnlearn._tf.require_tensorflow`, which
+says in one line when it is missing (chapter 4, section 4.7).
+
 Public API, one rule for every package: a module lists its public names in one
 ``__all__``, and a package's ``__init__`` re-exports the ``__all__`` of each of
 its modules, so ``ops.conv2d`` and ``ops.conv.conv2d`` are the same function and

@@ -356,8 +356,8 @@ def _pick_precision(
     native = native_bf16(flags)
     if native and backend != "tensorflow":
         return "float32", (
-            f"the CPU has {native}, but only TensorFlow's oneDNN kernels use them "
-            f"here; {backend} trains in float32 on a CPU"
+            f"the CPU has {native}; the plan uses them through TensorFlow's "
+            f"oneDNN kernels only, so {backend} trains in float32 on a CPU"
         )
     if native:
         return "mixed_bfloat16", f"the CPU has {native}"
@@ -383,7 +383,7 @@ def _pick_devices(device: str, batch_size: int) -> tuple[int, str]:
 def _pick_jit_compile(on_accelerator: bool, backend: str) -> tuple[bool, str]:
     """XLA on accelerators with TensorFlow, always with JAX, never with PyTorch."""
     if backend == "jax":
-        return True, "JAX runs a step fast only as one XLA program (Keras' default)"
+        return True, "Keras' default on JAX: each step compiled by XLA as one program"
     if backend == "torch":
         return False, "Keras' default on torch: eager; torch.compile is opt-in"
     if on_accelerator:

@@ -142,3 +142,35 @@ def test_jax_splits_a_batch_over_devices(tmp_path):
     assert done.returncode == 0, done.stderr[-3000:]
     words = done.stdout.split()
     assert words[1] == "2" and float(words[3]) > 0.5, done.stdout
+
+
+@pytest.mark.slow
+def test_the_gpu_script_runs_without_tensorflow(tmp_path, data_dir):
+    """``benchmarks/gpu.py`` on a machine image with JAX only: its worker
+    processes get TensorFlow blocked too (a ``sitecustomize`` on the path);
+    ``--device cpu`` stands in for the GPU this machine lacks."""
+    site = tmp_path / "site"
+    site.mkdir()
+    (site / "sitecustomize.py").write_text(NO_TF)
+    out = tmp_path / "gpu.json"
+    argv = ["--device", "cpu", "--backends", "jax", "--models", "seed"]
+    argv += ["--epochs", "1", "--data-fraction", "0.05", "--output", str(out)]
+    done = subprocess.run(
+        [sys.executable, str(REPO / "benchmarks" / "gpu.py"), *argv],
+        capture_output=True,
+        text=True,
+        cwd=REPO,
+        env={
+            **os.environ,
+            "PYTHONPATH": f"{site}:{REPO}",
+            "CNNLEARN_DATA_DIR": str(data_dir),
+        },  # fmt: skip
+        timeout=600,
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    found = json.loads(out.read_text())["results"]["jax"]
+    assert "error" not in found, found
+    row = found["rows"]["seed"]
+    assert row["plan"]["backend"] == "jax" and row["test_accuracy"] > 0.8
+    assert row["training_flops_per_second"] > 0
+    assert "tensorflow" not in found["versions"]

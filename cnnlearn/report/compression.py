@@ -1,4 +1,5 @@
-"""Tables and goal checks from ``benchmarks/results/compression.json`` (chapter 6).
+"""Tables and goal checks from ``benchmarks/results/compression.json`` and
+``runtimes.json`` (chapter 6).
 
 The benchmark stores one row per (model, method, seed); these functions average
 over seeds (accuracy as mean ± standard deviation) and compute the ratios the
@@ -14,8 +15,13 @@ import numpy as np
 __all__ = [
     "distillation_summary",
     "distillation_verdict",
+    "fastest_runtimes",
     "goals",
+    "runtime_choice",
+    "int8_claim",
     "int8_speed",
+    "int8_verdicts",
+    "runtime_table",
     "speed_phrase",
     "peer_table",
     "summarize",
@@ -267,3 +273,106 @@ def speed_phrase(speedup: float) -> str:
     if f"{ratio:.1f}" == "1.0":
         return "as fast as"
     return f"{ratio:.1f}× {'faster' if speedup > 1 else 'slower'} than"
+
+
+def runtime_table(results: dict, model: str) -> list[dict]:
+    """``benchmarks/runtimes.py``'s images per second (medians over interleaved
+    rounds) for one model: a row per runtime, a column per batch size and thread
+    count, with the runtime's accuracy on the test images and its file size."""
+    mine = [r for r in results["rows"] if r["model"] == model]
+    if not mine:
+        raise ValueError(f"no runtime rows for model {model!r}")
+    columns = list(dict.fromkeys((r["batch"], r["threads"]) for r in mine))
+    table = []
+    for runtime in dict.fromkeys(r["runtime"] for r in mine):
+        found = {(r["batch"], r["threads"]): r for r in mine if r["runtime"] == runtime}
+        row = {"runtime": runtime}
+        for batch, threads in columns:
+            label = f"b{batch} t{threads} img/s"
+            row[label] = f"{found[(batch, threads)]['images_per_s']:,.0f}"
+        first = found[columns[0]]
+        row["accuracy"] = f"{first['accuracy']:.2%}"
+        row["bytes"] = f"{first['raw_bytes']:,}"
+        table.append(row)
+    return table
+
+
+def int8_verdicts(results: dict, family: str = "litert") -> list[dict]:
+    """int8 against float32 in ``family``'s runtime, per model and batch size:
+    the median per-round speed-up at each thread count, and whether int8 was
+    faster at all of them (``"faster"``), slower at all (``"slower"``) or
+    neither (``"mixed"``)."""
+    rows: dict = {}
+    for s in results["speedups"]:
+        if s["family"] != family:
+            continue
+        row = rows.setdefault(
+            (s["model"], s["batch"]),
+            {"model": s["model"], "batch": s["batch"], "speedups": {}},
+        )
+        row["speedups"][s["threads"]] = s["int8_over_float32"]["median"]
+    for row in rows.values():
+        ups = list(row["speedups"].values())
+        row["verdict"] = (
+            "faster" if min(ups) > 1 else "slower" if max(ups) < 1 else "mixed"
+        )
+    return list(rows.values())
+
+
+def int8_claim(verdicts: list[dict]) -> str:
+    """The article's claim that quantization speeds inference up, judged per
+    model and batch size from :func:`int8_verdicts`, as one Markdown sentence."""
+    words = {
+        "faster": "holds (int8 faster at every thread count)",
+        "slower": "fails (int8 slower at every thread count)",
+        "mixed": "depends on the thread count",
+    }
+    parts = [
+        f"for the {v['model']} CNN at batch {v['batch']} it {words[v['verdict']]}"
+        for v in verdicts
+    ]
+    return "The claim that int8 makes inference faster: " + "; ".join(parts) + "."
+
+
+def fastest_runtimes(results: dict) -> list[dict]:
+    """The runtime with the most images per second for each model, batch size
+    and thread count of ``benchmarks/runtimes.py``'s result, and how many times
+    the runner-up's speed it ran at (chapter 6: whether the server should offer
+    another runtime)."""
+    settings: dict = {}
+    for r in results["rows"]:
+        key = (r["model"], r["batch"], r["threads"])
+        settings.setdefault(key, []).append(r)
+    found = []
+    for (model, batch, threads), rows in settings.items():
+        first, second = sorted(rows, key=lambda r: -r["images_per_s"])[:2]
+        found.append(
+            {
+                "model": model,
+                "batch": batch,
+                "threads": threads,
+                "fastest": first["runtime"],
+                "over_next": first["images_per_s"] / second["images_per_s"],
+                "next": second["runtime"],
+            }
+        )
+    return found
+
+
+def runtime_choice(fastest: list[dict]) -> str:
+    """One Markdown sentence from :func:`fastest_runtimes`: which runtime family
+    won how many settings, and so whether the model server needs another
+    runtime than LiteRT (chapter 6)."""
+    families = [f["fastest"].split("-")[0] for f in fastest]
+    onnx = families.count("onnx")
+    if onnx == 0:
+        return (
+            f"LiteRT was the fastest runtime in all {len(fastest)} settings "
+            "measured, so the model server keeps LiteRT as its fast backend."
+        )
+    wins = [f"{f['model']} b{f['batch']} t{f['threads']}" for f in fastest
+            if f["fastest"].startswith("onnx")]  # fmt: skip
+    return (
+        f"ONNX Runtime was the fastest in {onnx} of {len(fastest)} settings "
+        f"({', '.join(wins)}): a case for serving it too."
+    )
