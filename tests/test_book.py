@@ -172,7 +172,7 @@ def test_chapters_4_and_5_run_on_jax(tmp_path, data_dir):
     argv += ["--param", "epochs=1", "--param", "data_fraction=0.05"]
     argv += ["--output-dir", str(out)]
     done = subprocess.run(
-        [sys.executable, "-m", "cnnlearn", *argv],
+        [sys.executable, "-m", "cnnlearn.cli", *argv],
         capture_output=True,
         text=True,
         cwd=REPO,
