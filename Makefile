@@ -53,8 +53,11 @@ benchmarks: install
 	$(BIN)/python benchmarks/runtimes.py
 	$(BIN)/python benchmarks/tuning.py
 	$(BIN)/python benchmarks/serving.py
+	$(BIN)/python benchmarks/faults.py
 	$(BIN)/python benchmarks/applications.py
 	$(BIN)/python benchmarks/backends.py
+	$(BIN)/python benchmarks/best_cnn.py
+	$(BIN)/python benchmarks/speedrun.py
 	@echo "benchmarks/gpu.py runs on a GPU machine: see its docstring"
 
 clean:

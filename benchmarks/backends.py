@@ -191,7 +191,12 @@ def main(argv=None) -> None:
         for backend in backends:
             results[backend] = run_backend(backend, args, Path(tmp))
     provenance.finish(record)
-    report = {"provenance": record, "results": results, "comparison": compare(results)}
+    report = {
+        "provenance": record,
+        "machine": provenance.machine(),
+        "results": results,
+        "comparison": compare(results),
+    }
     write_json(args.output, report)
     for name, rows in report["comparison"].items():
         for backend, row in rows.items():

@@ -127,7 +127,8 @@ def main(argv=None) -> None:
     record = provenance.start(config)
     results = {backend: run_backend(backend, args) for backend in backends}
     provenance.finish(record)
-    write_json(args.output, {"provenance": record, "results": results})
+    report = {"provenance": record, "machine": provenance.machine()}
+    write_json(args.output, {**report, "results": results})
     for backend, found in results.items():
         if "error" in found:
             print(f"{backend}: failed: {found['error']}")

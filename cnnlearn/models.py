@@ -23,11 +23,14 @@ __all__ = [
     "face_cnn",
     "get_model",
     "get_spec",
+    "keras_io_convnet",
     "kim_text_cnn",
     "lenet5",
     "prepend",
     "seed_cnn",
+    "speedrun_cnn",
     "strong_cnn",
+    "wide_bn_cnn",
 ]
 
 InputShape = tuple[int, int, int]
@@ -124,6 +127,132 @@ def strong_cnn(
         ],
         name="strong_cnn",
     )
+
+
+def _digit_augmentation() -> list[layers.Layer]:
+    # The strong CNN's augmentation: small rotations, shifts and zooms.
+    return [
+        layers.RandomRotation(0.04, fill_mode="constant"),
+        layers.RandomTranslation(0.1, 0.1, fill_mode="constant"),
+        layers.RandomZoom(0.1, fill_mode="constant"),
+    ]
+
+
+def wide_bn_cnn(
+    input_shape: InputShape = (28, 28, 1),
+    num_classes: int = 10,
+    augment: bool = True,
+):
+    """The strong CNN's recipe, wider where it is cheap: the 99.6 % CNN (chapter 5).
+
+    Augmentation as in :func:`strong_cnn` (training only), then 3×3
+    convolutions with batch norm and ReLU: 32 filters at 28×28, max pooling,
+    48 and 48 at 14×14, max pooling, 128 at 7×7, max pooling to 3×3, then
+    Dense(256) with batch norm, ReLU and dropout, and the softmax. The
+    filters grow where the maps are small, so it costs about as many FLOPs per
+    image as the strong CNN; the dense layer reads 3×3×128 features instead of
+    7×7×64.
+
+    The recipe (see :data:`MODELS`): batch 128, Adam at 3e-3 with a cosine
+    decay over a fixed 10 epochs, no checkpoint chosen by test accuracy. It
+    trains in the precision :func:`cnnlearn.compute.plan` picks (bfloat16 on
+    a CPU with native bfloat16 units). ``benchmarks/best_cnn.py`` trains it
+    over three seeds beside the strong CNN and writes the measured accuracies
+    and times to ``benchmarks/results/best_cnn.json``.
+    """
+    return keras.Sequential(
+        [
+            keras.Input(input_shape),
+            *(_digit_augmentation() if augment else []),
+            *_conv_bn_relu(32),
+            layers.MaxPooling2D(2),
+            *_conv_bn_relu(48),
+            *_conv_bn_relu(48),
+            layers.MaxPooling2D(2),
+            *_conv_bn_relu(128),
+            layers.MaxPooling2D(2),
+            layers.Dropout(0.2),
+            layers.Flatten(),
+            layers.Dense(256, use_bias=False),
+            layers.BatchNormalization(),
+            layers.ReLU(),
+            layers.Dropout(0.3),
+            layers.Dense(num_classes, activation="softmax"),
+        ],
+        name="wide_bn_cnn",
+    )
+
+
+def speedrun_cnn(
+    input_shape: InputShape = (28, 28, 1),
+    num_classes: int = 10,
+    batch_norm: bool = True,
+):
+    """A small batch-norm CNN for the 99 % speedrun (速通, chapter 5).
+
+    Two 3×3 convolutions with batch norm and ReLU (32 filters at 28×28, max
+    pooling, 64 at 14×14, max pooling), Dense(128) with batch norm and ReLU,
+    then the softmax; batch-norm momentum 0.9, so that its statistics settle
+    within the few hundred steps of a short run. No dropout and no
+    augmentation: regularizers for long runs, which a two-epoch run has little
+    use for. The recipe (see
+    :data:`MODELS`): batch 256, a one-cycle learning rate peaking at 1e-2,
+    label smoothing 0.1, two epochs (chosen on a validation split, never on the
+    test set), in the precision :func:`cnnlearn.compute.plan` picks.
+    ``benchmarks/speedrun.py`` times it against keras-io's ``mnist_convnet``
+    (:func:`keras_io_convnet`) and measures what each ingredient buys;
+    ``batch_norm=False`` (biased ReLU layers instead) is its ablation.
+    """
+    block = _conv_bn_relu_fast if batch_norm else _conv_relu
+    hidden = (
+        [
+            layers.Dense(128, use_bias=False),
+            layers.BatchNormalization(momentum=0.9),
+            layers.ReLU(),
+        ]
+        if batch_norm
+        else [layers.Dense(128, activation="relu")]
+    )
+    return keras.Sequential(
+        [
+            keras.Input(input_shape),
+            *block(32),
+            layers.MaxPooling2D(2),
+            *block(64),
+            layers.MaxPooling2D(2),
+            layers.Flatten(),
+            *hidden,
+            layers.Dense(num_classes, activation="softmax"),
+        ],
+        name="speedrun_cnn",
+    )
+
+
+def keras_io_convnet(input_shape: InputShape = (28, 28, 1), num_classes: int = 10):
+    """keras-io's ``mnist_convnet`` example, layer for layer (34,826 parameters).
+
+    Conv2D(32, 3×3, ReLU) → MaxPool(2) → Conv2D(64, 3×3, ReLU) → MaxPool(2) →
+    Flatten → Dropout(0.5) → Dense(10, softmax), as in keras-io's
+    ``examples/vision/mnist_convnet.py``, which trains it with Adam at batch
+    128 for 15 epochs. The speedrun's baseline (chapter 5).
+    """
+    return keras.Sequential(
+        [
+            keras.Input(input_shape),
+            layers.Conv2D(32, 3, activation="relu"),
+            layers.MaxPooling2D(2),
+            layers.Conv2D(64, 3, activation="relu"),
+            layers.MaxPooling2D(2),
+            layers.Flatten(),
+            layers.Dropout(0.5),
+            layers.Dense(num_classes, activation="softmax"),
+        ],
+        name="keras_io_convnet",
+    )
+
+
+def _conv_relu(filters: int) -> list[layers.Layer]:
+    return [layers.Conv2D(filters, 3, padding="same", activation="relu")]
 
 
 def _conv_bn_relu_fast(filters: int) -> list[layers.Layer]:
@@ -275,14 +404,19 @@ def prepend(layer: layers.Layer, model: keras.Model) -> keras.Sequential:
 
 @dataclass(frozen=True)
 class ModelSpec:
-    """A model builder and the training defaults that go with it."""
+    """A model builder and the training defaults that go with it.
+
+    ``lr_schedule`` and ``label_smoothing`` are :func:`cnnlearn.train.fit`'s
+    options of the same names (chapters 4 and 5).
+    """
 
     build: Callable[..., keras.Model]
     description: str
     epochs: int
     batch_size: int
     learning_rate: float = 1e-3
-    lr_schedule: str = "constant"  # or "cosine"
+    lr_schedule: str = "constant"  # or "cosine", "one_cycle"
+    label_smoothing: float = 0.0
 
 
 MODELS: dict[str, ModelSpec] = {
@@ -295,6 +429,23 @@ MODELS: dict[str, ModelSpec] = {
         batch_size=128,
         learning_rate=2e-3,
         lr_schedule="cosine",
+    ),
+    "wide_bn": ModelSpec(
+        wide_bn_cnn,
+        "wider BN + augmentation CNN, cosine (the 99.6 % recipe)",
+        epochs=10,
+        batch_size=128,
+        learning_rate=3e-3,
+        lr_schedule="cosine",
+    ),
+    "speedrun": ModelSpec(
+        speedrun_cnn,
+        "small BN CNN, one-cycle, label smoothing (the 99 % speedrun)",
+        epochs=2,
+        batch_size=256,
+        learning_rate=1e-2,
+        lr_schedule="one_cycle",
+        label_smoothing=0.1,
     ),
 }
 

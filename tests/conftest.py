@@ -82,3 +82,16 @@ KILLING = """def killing(real):
         return real(*args, **kwargs)
     return wrapper
 """
+
+
+def fail_the_commit(monkeypatch) -> None:
+    """Make publishing fail at its commit, the rename of the staging directory
+    (as a full disk or a kill there would)."""
+    rename = os.rename
+
+    def rename_or_fail(src, dst, *args, **kwargs):
+        if os.path.basename(os.fspath(dst)).startswith(".cnnlearn-publish-"):
+            raise OSError(28, "No space left on device (injected)")
+        return rename(src, dst, *args, **kwargs)
+
+    monkeypatch.setattr(os, "rename", rename_or_fail)

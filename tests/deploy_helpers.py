@@ -141,3 +141,79 @@ def threaded_server(app, **config):
         uv.should_exit = True
         thread.join(timeout=30)
         sock.close()
+
+
+@dataclass
+class Plain:
+    """SavedModels that cnnlearn did not export (what TF Serving users have)."""
+
+    keras_base: Path  # 00000123/ and 00000124/: keras.Model.export(), no sidecar
+    keras_model: object  # the model of version 124
+    multi_base: Path  # 1/: tf.saved_model.save with three signatures
+    tflite_base: Path  # 7/model.tflite of the Keras model, nothing else
+
+
+def _multi_module():
+    """A tf.Module with several signatures, inputs and dtypes."""
+    import tensorflow as tf
+
+    class Multi(tf.Module):
+        @tf.function(
+            input_signature=[
+                tf.TensorSpec([None, 2], tf.float32, name="x"),
+                tf.TensorSpec([None], tf.int64, name="k"),
+            ]
+        )
+        def mix(self, x, k):
+            y = x * 2.0 + tf.cast(k, tf.float32)[:, None]
+            return {"y": y, "k_plus_one": k + 1}
+
+        @tf.function(input_signature=[tf.TensorSpec([None], tf.string, name="s")])
+        def strings(self, s):
+            return {"length": tf.strings.length(s), "upper_bytes": tf.strings.upper(s)}
+
+        @tf.function(input_signature=[tf.TensorSpec([None], tf.bool, name="b")])
+        def flip(self, b):
+            return {"not": tf.logical_not(b)}
+
+    return Multi()
+
+
+def build_plain(root: Path) -> Plain:
+    """Build :class:`Plain` once per session (TensorFlow and Keras only)."""
+    if "plain" in _BUILT:
+        return _BUILT["plain"]
+    import cnnlearn._tf  # noqa: F401
+
+    # isort: split
+    import keras
+    import tensorflow as tf
+
+    keras_base = root / "plain" / "half"
+    models = []
+    for version, seed in (("00000123", 1), ("00000124", 2)):
+        keras.utils.set_random_seed(seed)
+        inp = keras.Input((4,), name="features")
+        out = keras.layers.Dense(3, activation="softmax", name="scores")(inp)
+        model = keras.Model(inp, out)
+        model.export(str(keras_base / version), verbose=False)
+        models.append(model)
+    (keras_base / "not-a-version").mkdir()
+    (keras_base / "125.bak").mkdir()
+    module = _multi_module()
+    multi_base = root / "plain" / "multi"
+    tf.saved_model.save(
+        module,
+        str(multi_base / "1"),
+        signatures={
+            "serving_default": module.mix,
+            "strings": module.strings,
+            "flip": module.flip,
+        },
+    )
+    converter = tf.lite.TFLiteConverter.from_saved_model(str(keras_base / "00000124"))
+    tflite_base = root / "plain" / "lite"
+    (tflite_base / "7").mkdir(parents=True)
+    (tflite_base / "7" / "model.tflite").write_bytes(converter.convert())
+    _BUILT["plain"] = Plain(keras_base, models[1], multi_base, tflite_base)
+    return _BUILT["plain"]

@@ -107,6 +107,36 @@ def test_serve_freezes_the_garbage_collector_unless_told_not_to():
     assert parser.parse_args([*base, "--no-gc-freeze"]).freeze_gc is False
 
 
+def test_serve_hands_its_protections_to_the_server(monkeypatch):
+    """The slow-client protections reach ``server.serve`` as given; left out,
+    none is passed, so the server's own defaults apply."""
+    import inspect
+
+    from cnnlearn.cli import deploy as verbs
+    from cnnlearn.deploy import server
+
+    # every option is a keyword that serve takes, or hands on to create_app
+    takes = set(inspect.signature(server.serve).parameters)
+    takes |= set(inspect.signature(server.create_app).parameters)
+    assert set(verbs.PROTECTIONS) <= takes
+    calls = []
+    monkeypatch.setattr(server, "serve", lambda *a, **kw: calls.append(kw))
+    base = ["serve", "--model-base-path", "models/mnist"]
+    assert cli.main(base) == 0
+    assert not set(verbs.PROTECTIONS) & set(calls[-1])
+    given = ["--header-timeout", "2.5", "--body-timeout", "30", "--workers", "2"]
+    given += ["--keep-alive-timeout", "1", "--limit-concurrency", "16"]
+    assert cli.main([*base, *given, "--inline-bytes", "0"]) == 0
+    assert {k: calls[-1][k] for k in verbs.PROTECTIONS} == {
+        "header_timeout": 2.5,
+        "body_timeout": 30.0,
+        "keep_alive_timeout": 1.0,
+        "limit_concurrency": 16,
+        "workers": 2,
+        "inline_bytes": 0,
+    }
+
+
 def test_run_verbs_hand_their_routine_one_config(monkeypatch, tmp_path):
     """train, tune, compress and deploy parse the shared run-configuration
     group, each with its own defaults, into one RunConfig for their routine."""
@@ -194,6 +224,16 @@ def test_run_arguments_know_the_config_fields():
         (["serve", "--poll-seconds", "inf"], "seconds"),
         (["launch", "--timeout", "nan", "--", "train"], "seconds"),
         (["book", "run", "--timeout", "-5"], "seconds"),
+        (["serve", "--header-timeout", "0"], "(0, 3600] seconds"),
+        (["serve", "--header-timeout", "inf"], "(0, 3600] seconds"),
+        (["serve", "--body-timeout", "nan"], "(0, 3600] seconds"),
+        (["serve", "--body-timeout", "soon"], "expected a number, got 'soon'"),
+        (["serve", "--keep-alive-timeout", "-1"], "(0, 3600] seconds"),
+        (["serve", "--limit-concurrency", "1"], "must be >= 2 connections"),
+        (["serve", "--limit-concurrency", "0"], "must be >= 1"),
+        (["serve", "--workers", "0"], "--workers: must be >= 1"),
+        (["serve", "--inline-bytes", "-1"], "must be >= 0 bytes"),
+        (["serve", "--inline-bytes", "1.5"], "expected an integer, got '1.5'"),
     ],
 )
 def test_numeric_options_are_checked_when_parsed(capsys, args, message):

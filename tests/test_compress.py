@@ -12,6 +12,7 @@ import sys
 
 import numpy as np
 import pytest
+from conftest import fail_the_commit
 
 import cnnlearn._tf  # noqa: F401
 
@@ -21,6 +22,7 @@ import keras
 from cnnlearn import cli, data, models, train
 from cnnlearn.compress import (
     affine,
+    apply,
     count_nonzero,
     distill,
     fuse,
@@ -507,6 +509,42 @@ def test_compress_saved_takes_a_run_config(trained, data_dir, tmp_path):
     assert (report["epochs"], report["seed"], report["dataset"]) == (1, 1, "mnist")
     assert report["sparsity"][-1]["sparsity"] == pytest.approx(0.5, abs=1e-3)
     assert (out / "model.keras").is_file() and (out / "model.tflite").is_file()
+
+
+def test_a_compress_run_is_published_whole_or_not_at_all(
+    tmp_path, data_dir, monkeypatch
+):
+    """A run that fails mid-publish leaves the previous run (a pruned model:
+    model.keras, model.tflite, report.json) byte for byte; the next run
+    replaces all of it, its model.keras included, though a quantization run
+    writes none."""
+    path = tmp_path / "model.keras"
+    models.get_model("seed", seed=0).save(path)
+    out = tmp_path / "out"
+    out.mkdir()
+    old = {
+        "report.json": b'{"method": "prune"}\n',
+        "model.keras": b"the pruned model",
+        "model.tflite": b"the pruned flatbuffer",
+    }
+    for name, content in old.items():
+        (out / name).write_bytes(content)
+    measured = {"accuracy": 0.1, "raw_bytes": 1, "gzip_bytes": 1, "latency_ms": 1.0}
+    # LiteRT on the 10,000 test images is not what is tested here
+    monkeypatch.setattr(apply, "_measure", lambda *args: dict(measured))
+    config = RunConfig(data_dir=data_dir, data_fraction=0.01)
+    with monkeypatch.context() as failing:
+        fail_the_commit(failing)
+        with pytest.raises(OSError, match="injected"):
+            compress_saved(path, "dynamic", out, config)
+    assert {p.name: p.read_bytes() for p in out.iterdir()} == old  # no staging left
+
+    report = compress_saved(path, "dynamic", out, config)
+    assert sorted(p.name for p in out.iterdir()) == ["model.tflite", "report.json"]
+    assert json.loads((out / "report.json").read_text()) == report
+    assert report["method"] == "dynamic"
+    assert report["artifact"] == str(out / "model.tflite")
+    assert (out / "model.tflite").read_bytes()[4:8] == b"TFL3"  # a flatbuffer
 
 
 @pytest.mark.parametrize(

@@ -60,6 +60,8 @@ def test_predictions_from_a_real_server(tmp_path_factory, tmp_path, data_dir):
         with pytest.raises(client.ServerError, match="Latest\\(fashion\\)") as info:
             client.predict(url, "fashion", built.x_test[:1])
         assert info.value.status == 404
-        with pytest.raises(client.ServerError, match="empty batch") as info:
+        with pytest.raises(
+            client.ServerError, match="No values in 'instances' array"
+        ) as info:
             client.request(f"{url}/v1/models/mnist:predict", {"instances": []})
         assert info.value.status == 400

@@ -141,8 +141,80 @@ def test_a_crash_during_export_leaves_no_version(built, tmp_path, monkeypatch, s
 
 
 def test_list_versions_ignores_everything_but_integers(tmp_path):
-    for name in ("3", "10", ".tmp-4-abc", "1.bak", "01", "x"):
+    for name in ("3", "10", ".tmp-4-abc", "1.bak", "x", "v2", "1_0", "\u0661"):
         (tmp_path / name).mkdir()
     (tmp_path / "5").write_text("a file")
     assert export.list_versions(tmp_path) == [3, 10]
     assert export.list_versions(tmp_path / "missing") == []
+
+
+@pytest.mark.parametrize(
+    ("name", "version"),
+    [
+        ("00000123", 123),  # TF Serving's own test data is named so
+        ("7", 7),
+        ("+7", 7),
+        (" 7\t", 7),  # absl::SimpleAtoi skips ASCII blanks
+        ("-2", -2),
+        ("9223372036854775807", 2**63 - 1),
+        ("9223372036854775808", None),  # over int64
+        ("1.bak", None),
+        ("0x10", None),
+        ("", None),
+        ("+", None),
+        ("\u0661", None),  # an Arabic-Indic one: not ASCII
+        ("1_000", None),  # int() would take it
+    ],
+)
+def test_version_folders_parse_as_tf_serving_parses_them(name, version):
+    assert export.parse_version(name) == version
+
+
+def test_padded_folders_are_versions_and_the_last_name_wins(tmp_path):
+    for name in ("00000123", "0001", "1", "2"):
+        (tmp_path / name).mkdir()
+    folders = export.version_folders(tmp_path)
+    assert folders == {1: tmp_path / "1", 2: tmp_path / "2", 123: tmp_path / "00000123"}
+    assert export.next_version(tmp_path.parent, tmp_path.name) == 124
+
+
+def test_an_export_writes_a_manifest_of_every_file_last(built, tmp_path):
+    version = export.export_version(built.model_b, tmp_path, "m")
+    lines = (version / export.MANIFEST_FILE).read_text().splitlines()
+    listed = {line.split("  ", 1)[1] for line in lines}
+    files = {
+        p.relative_to(version).as_posix()
+        for p in version.rglob("*")
+        if p.is_file() and p != version / export.MANIFEST_FILE
+    }
+    assert listed == files and "saved_model.pb" in listed
+    assert export.verify_manifest(version) is True
+
+
+@pytest.mark.parametrize("change", ["flip", "remove", "add", "garble"])
+def test_a_version_that_does_not_match_its_manifest_is_refused(built, tmp_path, change):
+    version = export.export_version(built.model_b, tmp_path, "m", tflite=None)
+    if change == "flip":
+        path = version / "saved_model.pb"
+        data = bytearray(path.read_bytes())
+        data[10] ^= 0x40
+        path.write_bytes(bytes(data))
+        message = "saved_model.pb has SHA-256"
+    elif change == "remove":
+        (version / export.METADATA_FILE).unlink()
+        message = "cnnlearn.json is in the manifest, missing"
+    elif change == "add":
+        (version / "extra.txt").write_text("planted")
+        message = "extra.txt is not in the manifest"
+    else:
+        (version / export.MANIFEST_FILE).write_text("not a manifest\n")
+        message = "line 1 is not"
+    with pytest.raises(export.IntegrityError, match=message):
+        export.verify_manifest(version)
+
+
+def test_a_version_without_a_manifest_is_not_checked(tmp_path):
+    (tmp_path / "saved_model.pb").write_bytes(b"")
+    assert export.verify_manifest(tmp_path) is False
+    export.write_manifest(tmp_path)
+    assert export.verify_manifest(tmp_path) is True

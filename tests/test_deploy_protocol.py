@@ -12,39 +12,47 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from cnnlearn.deploy import protocol
+from cnnlearn.deploy.backends import declared_signature_defs
 from cnnlearn.deploy.export import signature_defs
 from cnnlearn.deploy.protocol import (
+    Guards,
     ServingError,
     decode_json,
     metadata_body,
     parse_predict,
     parse_version,
+    predict_response,
     read_predict,
     status_body,
 )
+from cnnlearn.deploy.signatures import Signature, TensorSpec, signatures_from_defs
 
-SIGS = signature_defs()
+DEFS = declared_signature_defs(signature_defs())
+SIGS = signatures_from_defs(DEFS)
 RNG = np.random.default_rng(0)
 X = RNG.random((3, 28, 28, 1), dtype=np.float32)
 X8 = (X * 255).astype(np.uint8)
 GOOD = X.tolist()
+#: The chapter 8 server's checks, now options.
+GUARDS = Guards(max_batch=64, value_range=(0.0, 1.0), finite_only=True)
 
 
-def parse(doc, max_batch=64):
-    return read_predict(orjson.dumps(doc), SIGS, max_batch)
+def parse(doc, guards=GUARDS):
+    return read_predict(orjson.dumps(doc), SIGS, guards)
 
 
-def general(body: bytes, max_batch=64):
-    return parse_predict(decode_json(body), SIGS, max_batch)
+def general(body: bytes, guards=GUARDS):
+    return parse_predict(decode_json(body), SIGS, guards)
 
 
 def outcome(read, body: bytes):
-    """What a reader makes of a body: the batch, or the error it raises."""
+    """What a reader makes of a body: the inputs, or the error it raises."""
     try:
         parsed = read(body)
     except ServingError as exc:
         return exc.status, exc.message
-    return parsed.signature, parsed.key, parsed.images.dtype, parsed.images.tobytes()
+    arrays = sorted((k, v.dtype.str, v.tobytes()) for k, v in parsed.inputs.items())
+    return parsed.signature, parsed.key, arrays
 
 
 @pytest.mark.parametrize(
@@ -69,48 +77,58 @@ def outcome(read, body: bytes):
 def test_valid_formats_give_the_same_batch(doc, signature, key):
     parsed = parse(doc)
     assert parsed.signature == signature and parsed.key == key
-    np.testing.assert_array_equal(parsed.images, X8 if signature.endswith("8") else X)
+    want = X8 if signature.endswith("8") else X
+    np.testing.assert_array_equal(parsed.inputs["image"], want)
+    assert parsed.inputs["image"].dtype == want.dtype
 
 
 @pytest.mark.parametrize("named", [False, True])
-def test_b64_bytes_decode_to_uint8(named):
+def test_b64_values_decode_to_bytes(named):
     rows = [{"b64": base64.b64encode(img.tobytes()).decode()} for img in X8]
     if named:
         rows = [{"image_bytes": row} for row in rows]
     parsed = parse({"signature_name": "serving_bytes", "instances": rows})
-    assert parsed.signature == "serving_uint8"
-    np.testing.assert_array_equal(parsed.images, X8)
+    assert parsed.signature == "serving_bytes"
+    assert list(parsed.inputs["image_bytes"]) == [img.tobytes() for img in X8]
 
 
 BAD = [
-    ([], "expected a JSON object"),
+    ([], "JSON Value: [] Is not object"),
     ({}, "Missing 'inputs' or 'instances' key"),
     ({"instances": GOOD, "inputs": GOOD}, "only one of 'inputs' or 'instances'"),
-    ({"instances": []}, "empty batch"),
-    ({"inputs": []}, "empty batch"),
-    ({"instances": "abc"}, "must be a list"),
-    ({"instances": [[1, 2, 3]]}, "expected shape [N, 28, 28, 1], got [1, 3]"),
-    ({"instances": np.zeros((2, 28, 28)).tolist()}, "got [2, 28, 28]"),
-    ({"instances": [["a"] * 28]}, "expected numbers"),
-    ({"instances": [None]}, "expected numbers"),
-    ({"instances": [[True]]}, "expected numbers"),
-    ({"instances": [GOOD[0], GOOD[0][:3]]}, "ragged"),
-    ({"instances": (X * 2).tolist()}, "intensities in [0, 1]"),
-    ({"instances": GOOD, "signature_name": "nope"}, "'nope' not found"),
-    ({"instances": GOOD, "signature_name": 3}, "not found"),
-    ({"inputs": {"pixels": GOOD}}, "expected the input 'image'"),
-    ({"signature_name": "serving_uint8", "instances": GOOD}, "expected integers"),
+    ({"instances": []}, "No values in 'instances' array"),
+    ({"instances": "abc"}, "Expecting 'instances' to be an list/array"),
+    ({"instances": [[1, 2, 3]]}, "expected shape [-1,28,28,1], got [1,3]"),
+    ({"instances": np.zeros((2, 28, 28)).tolist()}, "got [2,28,28]"),
+    ({"instances": [["a"] * 28]}, 'JSON Value: "a" Type: String is not of expected'),
+    ({"instances": [None]}, "JSON Value: null Type: Null is not of expected type"),
+    ({"instances": [[True]]}, "Type: True is not of expected type: float"),
+    ({"instances": [GOOD[0], GOOD[0][:3]]}, "Expecting tensor size"),
+    ({"instances": (X * 2).tolist()}, "expected values in [0, 1]"),
+    ({"instances": GOOD, "signature_name": "nope"}, '"nope" not found'),
+    ({"instances": GOOD, "signature_name": 3}, "must be a string value"),
+    ({"inputs": {"pixels": GOOD}}, "Missing named input: image in 'inputs' object."),
+    (
+        {"signature_name": "serving_uint8", "instances": GOOD},
+        "Type: Number is not of expected type: uint8",
+    ),
     (
         {
             "signature_name": "serving_uint8",
             "instances": (X8.astype(int) + 300).tolist(),
         },
-        "[0, 255]",
+        "out of range for uint8 [0, 255] (TF Serving would wrap it)",
     ),
     ({"signature_name": "serving_bytes", "instances": [{"b64": "%%%"}]}, "base64"),
-    ({"signature_name": "serving_bytes", "instances": [{"b64": "AAAA"}]}, "784"),
-    ({"signature_name": "serving_bytes", "instances": [{"b64": 3}]}, "string"),
-    ({"signature_name": "serving_bytes", "instances": [[1]]}, '{"b64"'),
+    (
+        {"signature_name": "serving_bytes", "instances": [{"b64": 3}]},
+        "key: b64 of 'instances' list. Error: INVALID_ARGUMENT: JSON object: "
+        "does not have named input: b64",
+    ),
+    (
+        {"signature_name": "serving_bytes", "instances": [[1]]},
+        "JSON Value: 1 Type: Number is not of expected type: string",
+    ),
     ({"instances": np.zeros((65, 28, 28, 1)).tolist()}, "maximum batch of 64"),
 ]
 
@@ -122,13 +140,35 @@ def test_bad_requests_are_400_with_a_message(doc, message):
     assert info.value.status == 400 and message in info.value.message
 
 
-@pytest.mark.parametrize(
-    "body", [b"{", b"", b'{"instances": [NaN]}', b'{"instances": [1e999]}', b"\xff"]
-)
-def test_malformed_json_nan_and_inf_are_400(body):
+@pytest.mark.parametrize("body", [b"{", b"", b'{"instances": [1e999]}', b"\xff"])
+def test_malformed_json_is_400(body):
     with pytest.raises(ServingError, match="JSON Parse error") as info:
         decode_json(body)
     assert info.value.status == 400
+
+
+def test_nan_and_infinity_are_numbers_as_in_tf_serving():
+    doc = decode_json(b'{"instances": [NaN, Infinity, -Infinity, 1.5]}')
+    assert np.isnan(doc["instances"][0]) and doc["instances"][1:] == [
+        float("inf"),
+        float("-inf"),
+        1.5,
+    ]
+    with pytest.raises(ServingError, match="JSON Parse error"):
+        decode_json(b'{"instances": [NaN, 1e999]}')  # too big for a double
+
+
+def test_the_old_model_specific_checks_are_off_by_default():
+    """TF Serving has no batch limit, no value range and takes NaN."""
+    big = (X * 3).tolist()
+    parsed = parse({"instances": big}, Guards())
+    np.testing.assert_allclose(parsed.inputs["image"], X * 3, rtol=1e-6)
+    body = b'{"instances": [[[[NaN]]]]}'
+    sig = Signature("p", {"x": TensorSpec("DT_FLOAT", (-1, 1, 1, 1))}, {})
+    nan = read_predict(body, {"serving_default": sig}).inputs["x"]
+    assert np.isnan(nan).all()
+    with pytest.raises(ServingError, match="NaN or infinite"):
+        read_predict(body, {"serving_default": sig}, Guards(finite_only=True))
 
 
 JSON = st.recursive(
@@ -154,21 +194,27 @@ def test_fuzzed_bodies_parse_or_fail_with_400(doc):
     except orjson.JSONEncodeError:  # e.g. integers over 64 bits
         return
     try:
-        parsed = read_predict(body, SIGS, 64)
+        parsed = read_predict(body, SIGS, GUARDS)
     except ServingError as exc:
-        assert exc.status == 400 and exc.message
+        assert exc.status in (400, 501) and exc.message
     else:
-        assert parsed.images.shape[1:] == (28, 28, 1) and len(parsed.images) >= 1
-    assert outcome(lambda b: read_predict(b, SIGS, 64), body) == outcome(general, body)
+        for name, array in parsed.inputs.items():
+            spec = SIGS[parsed.signature].inputs[name]
+            assert array.dtype == spec.dtype and array.ndim == len(spec.shape)
+    assert outcome(lambda b: read_predict(b, SIGS, GUARDS), body) == outcome(
+        general, body
+    )
 
 
 @pytest.mark.parametrize("body", [b'{"\\u0000": null}', b'{"instances": {"a": 1}}'])
 def test_odd_keys_and_values_fail_with_400_on_both_paths(body):
     """simdjson cannot look up some keys (a NUL, found by the fuzz test): the fast
     path must hand such bodies to the general parser, never raise itself."""
-    assert outcome(lambda b: read_predict(b, SIGS, 64), body) == outcome(general, body)
+    assert outcome(lambda b: read_predict(b, SIGS, GUARDS), body) == outcome(
+        general, body
+    )
     with pytest.raises(ServingError) as error:
-        read_predict(body, SIGS, 64)
+        read_predict(body, SIGS, GUARDS)
     assert error.value.status == 400
 
 
@@ -176,9 +222,9 @@ def test_odd_keys_and_values_fail_with_400_on_both_paths(body):
 def test_plain_float_batches_skip_the_general_parser(key, monkeypatch):
     body = json.dumps({key: X.tolist()}, indent=1).encode()  # blanks are fine
     monkeypatch.setattr(protocol, "decode_json", lambda body: pytest.fail("slow"))
-    parsed = read_predict(body, SIGS, 64)
+    parsed = read_predict(body, SIGS, GUARDS)
     assert parsed.key == ("predictions" if key == "instances" else "outputs")
-    np.testing.assert_array_equal(parsed.images, X)
+    np.testing.assert_array_equal(parsed.inputs["image"], X)
 
 
 def _reshape(doc: list, rng: np.random.Generator) -> list:
@@ -220,8 +266,9 @@ def test_fast_and_general_paths_agree_on_near_miss_arrays(
     else:
         images[0][int(rng.integers(28))][int(rng.integers(28))][0] = fill
     body = json.dumps({key: images}, indent=[None, 0, 2][rng.integers(3)])  # blanks
-    fast = outcome(lambda b: read_predict(b, SIGS, 2), body.encode())
-    assert fast == outcome(lambda b: general(b, 2), body.encode())
+    guards = Guards(max_batch=2, value_range=(0.0, 1.0))
+    fast = outcome(lambda b: read_predict(b, SIGS, guards), body.encode())
+    assert fast == outcome(lambda b: general(b, guards), body.encode())
 
 
 def test_status_and_metadata_bodies_follow_tf_serving():
@@ -234,7 +281,7 @@ def test_status_and_metadata_bodies_follow_tf_serving():
             }
         ]
     }
-    meta = metadata_body("mnist", 2, SIGS)
+    meta = metadata_body("mnist", 2, DEFS)
     assert meta["model_spec"] == {"name": "mnist", "signature_name": "", "version": "2"}
     default = meta["metadata"]["signature_def"]["signature_def"]["serving_default"]
     image = default["inputs"]["image"]
@@ -242,6 +289,8 @@ def test_status_and_metadata_bodies_follow_tf_serving():
     assert [d["size"] for d in image["tensor_shape"]["dim"]] == ["-1", "28", "28", "1"]
     assert default["outputs"]["probabilities"]["dtype"] == "DT_FLOAT"
     assert default["method_name"] == "tensorflow/serving/predict"
+    assert default["defaults"] == {}
+    assert image["name"] == "serving_default_image:0"
 
 
 def test_a_failed_version_shows_as_tf_serving_shows_a_failed_load():
@@ -315,8 +364,8 @@ def _with_a_boolean(images: list, value=True) -> list:
 def test_booleans_among_numbers_are_refused_as_tf_serving_does(doc):
     """NumPy would read them as 1.0 and 0.0 (or 1 and 0)."""
     body = orjson.dumps(doc)
-    for read in (lambda b: read_predict(b, SIGS, 64), general):
-        with pytest.raises(ServingError, match="got a JSON boolean") as info:
+    for read in (lambda b: read_predict(b, SIGS, GUARDS), general):
+        with pytest.raises(ServingError, match="is not of expected type") as info:
             read(body)
         assert info.value.status == 400
 
@@ -325,14 +374,38 @@ def test_a_body_without_booleans_skips_the_walk_for_them(monkeypatch):
     """The walk over every value runs only when the bytes true or false occur."""
     monkeypatch.setattr(protocol, "_has_bool", lambda v: pytest.fail("walked"))
     doc = {"signature_name": "serving_uint8", "instances": X8.tolist()}
-    assert read_predict(orjson.dumps(doc), SIGS, 64).images.dtype == np.uint8
+    assert read_predict(orjson.dumps(doc), SIGS).inputs["image"].dtype == np.uint8
 
 
 def test_an_oversized_batch_is_refused_before_the_general_parser(monkeypatch):
     """orjson would build every value of the body first, holding the GIL."""
-    monkeypatch.setattr(protocol, "decode_json", lambda body: pytest.fail("slow"))
     body = orjson.dumps({"instances": np.zeros((65, 28, 28, 1)).tolist()})
+    want = outcome(general, body)
+    monkeypatch.setattr(protocol, "decode_json", lambda body: pytest.fail("slow"))
     with pytest.raises(ServingError, match="batch of 65 exceeds") as info:
-        read_predict(body, SIGS, 64)
+        read_predict(body, SIGS, GUARDS)
     assert info.value.status == 400
-    assert outcome(general, body) == (400, info.value.message)
+    assert want == (400, info.value.message)
+
+
+def test_answers_are_written_as_tf_serving_writes_them():
+    one = {"probabilities": np.array([[0.25, 0.75]], np.float32)}
+    assert orjson.loads(predict_response(one, "predictions")) == {
+        "predictions": [[0.25, 0.75]]
+    }
+    assert orjson.loads(predict_response(one, "outputs")) == {"outputs": [[0.25, 0.75]]}
+    two = {"a": np.array([1, 2]), "b_bytes": np.array([b"x", b"y"], dtype=object)}
+    assert orjson.loads(predict_response(two, "predictions")) == {
+        "predictions": [
+            {"a": 1, "b_bytes": {"b64": "eA=="}},
+            {"a": 2, "b_bytes": {"b64": "eQ=="}},
+        ]
+    }
+    two["b"] = two.pop("b_bytes")
+    assert orjson.loads(predict_response(two, "outputs")) == {
+        "outputs": {"a": [1, 2], "b": ["x", "y"]}
+    }
+    nan = {"y": np.array([[np.nan, np.inf, -np.inf]], np.float32)}
+    assert b"[[NaN, Infinity, -Infinity]]" in predict_response(nan, "predictions")
+    with pytest.raises(ServingError, match="inconsistent batch size"):
+        predict_response({"a": np.zeros(2), "b": np.zeros(3)}, "predictions")

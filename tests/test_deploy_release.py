@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import json
+import os
 
 import pytest
+from conftest import fail_the_commit
 from deploy_helpers import build
 
 from cnnlearn import cli
@@ -117,3 +119,41 @@ def test_the_gate_fails_closed_on_nan():
     for min_accuracy, max_size_mb in [(nan, 5.0), (1.5, 5.0), (0.5, nan), (0.5, 0)]:
         with pytest.raises(ValueError, match="min_accuracy|max_size_mb"):
             release.check_gate(min_accuracy, max_size_mb)
+
+
+def test_a_report_that_fails_mid_publish_leaves_the_old_one(
+    built, tmp_path, data_dir, monkeypatch
+):
+    out = tmp_path / "out"
+    out.mkdir()
+    old = b'{"published": true, "version": 1}\n'
+    (out / release.REPORT_FILE).write_bytes(old)
+    (out / "server.json").write_text("{}")  # a running server's: kept
+    stale = out / f".cnnlearn-staging-{2**22 + 1}-0badc0de"  # a killed deploy's
+    stale.mkdir()
+    os.utime(stale, (0, 0))
+    kwargs = dict(
+        base_path=tmp_path / "models",
+        output_dir=out,
+        min_accuracy=0.9999,  # refused: the report is all this deploy writes
+        verbose=False,
+    )
+    config = RunConfig(data_dir=data_dir, data_fraction=0.05)
+    with monkeypatch.context() as failing:
+        fail_the_commit(failing)
+        with pytest.raises(OSError, match="injected"):
+            release.deploy(built.keras_a, config, **kwargs)
+    assert (out / release.REPORT_FILE).read_bytes() == old
+    assert sorted(p.name for p in out.iterdir()) == [
+        "deploy_report.json",
+        "server.json",
+    ]
+
+    with pytest.raises(release.GateError) as info:
+        release.deploy(built.keras_a, config, **kwargs)
+    report = json.loads((out / release.REPORT_FILE).read_text())
+    assert report == info.value.report and report["published"] is False
+    assert sorted(p.name for p in out.iterdir()) == [
+        "deploy_report.json",
+        "server.json",
+    ]

@@ -8,10 +8,55 @@ from cnnlearn import models
 
 
 @pytest.mark.parametrize(
-    ("name", "params"), [("seed", 54_410), ("lenet5", 61_706), ("strong", 459_434)]
+    ("name", "params"),
+    [
+        ("seed", 54_410),
+        ("lenet5", 61_706),
+        ("strong", 459_434),
+        ("wide_bn", 389_674),
+        ("speedrun", 422_314),
+    ],
 )
 def test_parameter_counts(name, params):
     assert models.get_model(name).count_params() == params
+
+
+def test_keras_io_convnet_is_the_examples_model():
+    model = models.keras_io_convnet()
+    assert model.count_params() == 34_826  # as keras-io's mnist_convnet says
+    kinds = [type(layer).__name__ for layer in model.layers]
+    assert kinds == [
+        "Conv2D", "MaxPooling2D", "Conv2D", "MaxPooling2D", "Flatten", "Dropout",
+        "Dense",
+    ]  # fmt: skip
+    assert [model.layers[i].filters for i in (0, 2)] == [32, 64]
+    assert model.layers[5].rate == 0.5
+
+
+def test_speedrun_cnn_without_batch_norm_is_its_ablation():
+    plain = models.speedrun_cnn(batch_norm=False)
+    kinds = {type(layer).__name__ for layer in plain.layers}
+    assert "BatchNormalization" not in kinds
+    norms = [
+        layer
+        for layer in models.speedrun_cnn().layers
+        if isinstance(layer, keras.layers.BatchNormalization)
+    ]
+    assert len(norms) == 3 and all(n.momentum == 0.9 for n in norms)
+
+
+def test_new_recipes_are_registered_with_their_schedules():
+    wide, fast = models.get_spec("wide_bn"), models.get_spec("speedrun")
+    assert (wide.lr_schedule, wide.label_smoothing) == ("cosine", 0.0)
+    assert (fast.lr_schedule, fast.label_smoothing) == ("one_cycle", 0.1)
+    assert models.get_spec("strong").epochs == 15  # today's recipe, unchanged
+
+
+def test_wide_bn_cnn_augments_only_while_training():
+    model = models.wide_bn_cnn()
+    x = np.random.default_rng(0).random((2, 28, 28, 1), dtype=np.float32)
+    np.testing.assert_array_equal(model(x, training=False), model(x, training=False))
+    assert not np.allclose(model(x, training=True), model(x, training=True))
 
 
 def test_seed_cnn_is_the_articles_model():

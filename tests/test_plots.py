@@ -101,3 +101,12 @@ def test_pixel_histograms_sum_to_one():
     (ax,) = fig.axes
     first, second = (np.asarray(p.get_data().values) for p in ax.patches)
     assert np.isclose(first.sum(), 1.0) and second[0] == 1.0
+
+
+def test_accuracy_against_seconds_draws_each_run_and_the_target():
+    curves = {"keras-io mnist_convnet": ([5.0, 10.0], [0.985, 0.991]),
+              "speedrun, seed 0": ([2.0, 4.0], [0.987, 0.992])}  # fmt: skip
+    ax = plots.plot_accuracy_vs_seconds(curves).axes[0]
+    lines = [line.get_label() for line in ax.get_lines()]
+    assert lines == [*curves, "99.0% target"]
+    assert ax.get_lines()[0].get_ydata()[1] == pytest.approx(99.1)

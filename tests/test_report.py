@@ -155,3 +155,56 @@ def test_serving_table():
     (row,) = report.serving_table(results)
     assert row["server"] == "ours" and row["batch"] == 32 and row["p50 ms"] == 1.23
     assert row["p99 ms"] == "—" and row["images/s"] == 333
+
+
+def test_faults_table():
+    health = {"checks": 40, "failed": 0, "p50_ms": 1.0, "max_ms": 12.345}
+    results = {
+        "scenarios": {
+            "trickled_headers": {
+                "title": "50 clients trickling headers",
+                "description": "...",
+                "answers": {"408": 50},
+                "answer_seconds_max": 2.0412,
+                "ok": True,
+                "error_message": "headers not received within 2 s",
+                "health": health,
+            },
+            "thirty_mb_bodies": {
+                "title": "4 clients sending 30 MB bodies",
+                "description": "...",
+                "answers": {"200": 3, "503": 1},
+                "answer_seconds_max": None,
+                "ok": False,
+                "body_mb": 30.0,
+                "rss_before_mb": 90.2,
+                "peak_mb": 400.7,
+                "health": {**health, "failed": 2, "max_ms": None},
+            },
+        }
+    }
+    first, second = report.faults_table(results)
+    assert first["server answered"] == "408 ×50" and first["within s"] == 2.04
+    assert first["health checks answered"] == "40/40"
+    assert first["slowest health check ms"] == 12.3 and first["as expected"] == "yes"
+    assert first["detail"] == "headers not received within 2 s"
+    assert second["server answered"] == "200 ×3, 503" and second["within s"] == "—"
+    assert second["health checks answered"] == "38/40"
+    assert second["as expected"] == "**no**"
+    assert second["detail"] == "server memory 90 MB → peak 401 MB (30 MB bodies)"
+    assert report.markdown_table([first, second]).count("\n") == 3
+
+
+def test_committed_faults_benchmark_shows_what_the_chapter_says():
+    """Chapter 8 prints this file's table and says no hostile client caused a
+    500: the file must hold every scenario, measured, and back that line."""
+    results = report.load_benchmark("faults")
+    scenarios = results["scenarios"]
+    assert {"trickled_headers", "thirty_mb_bodies", "half_written_version"} <= set(
+        scenarios
+    )
+    assert results["goals"]["no_500"] and results["goals"]["server_alive"]
+    assert "500" not in results["metrics_after"]["requests_by_status"]
+    assert all(run["health"]["checks"] > 0 for run in scenarios.values())
+    assert len(report.faults_table(results)) == len(scenarios)
+    assert results["provenance"]["commit"] and results["provenance"]["finished_at"]

@@ -219,3 +219,51 @@ def test_default_path_matches_plain_fit_accuracy(mnist, small):
     assert (plans["plain"].batch_size, plans["planned"].batch_size) == (32, 128)
     assert accuracy["plain"] > 0.9  # chance is 0.1
     assert accuracy["planned"] > accuracy["plain"] - 0.01, accuracy
+
+
+def test_one_cycle_warms_up_then_anneals():
+    schedule = train.fitting.OneCycle(1e-2, total_steps=100, warmup=0.25)
+    lr = [float(schedule(step)) for step in range(100)]
+    assert lr[0] == pytest.approx(1e-2 / 25)
+    assert max(lr) == pytest.approx(1e-2) and int(np.argmax(lr)) == 25
+    assert all(a <= b for a, b in zip(lr[:25], lr[1:26]))  # rising
+    assert all(a >= b for a, b in zip(lr[25:], lr[26:]))  # falling
+    assert lr[-1] == pytest.approx(1e-2 / 1e4, rel=1e-3)
+    assert train.fitting.OneCycle(**schedule.get_config()).get_config() == (
+        schedule.get_config()
+    )
+    with pytest.raises(ValueError, match="warmup"):
+        train.fitting.OneCycle(1e-2, total_steps=100, warmup=1.0)
+
+
+def test_smoothed_crossentropy_by_hand():
+    p = np.array([[0.7, 0.2, 0.1]], dtype=np.float32)
+    loss = train.fitting.smoothed_sparse_crossentropy(0.3)
+    target = np.array([0.8, 0.1, 0.1])  # 0.7 on the label + 0.3 / 3 everywhere
+    expected = -np.sum(target * np.log(p[0]))
+    assert float(np.mean(loss(np.array([0]), p))) == pytest.approx(expected, 1e-5)
+    plain = train.fitting.smoothed_sparse_crossentropy(0.0)
+    assert float(np.mean(plain(np.array([0]), p))) == pytest.approx(-np.log(0.7))
+    with pytest.raises(ValueError, match="label_smoothing"):
+        train.fitting.smoothed_sparse_crossentropy(1.0)
+
+
+def test_one_cycle_and_label_smoothing_train(small):
+    (x, y), (x_test, y_test) = small
+    stop = train.fitting.EvaluateEachEpoch(x_test, y_test, stop_at=0.0)
+    result = train.fit(
+        models.get_model("speedrun", seed=0),
+        x,
+        y,
+        epochs=3,
+        batch_size=64,
+        learning_rate=1e-2,
+        lr_schedule="one_cycle",
+        label_smoothing=0.1,
+        verbose=0,
+        callbacks=[stop],
+    )
+    assert result.epochs == 1 and len(stop.values) == 1  # stop_at reached
+    assert result.model.loss == "sparse_categorical_crossentropy"  # plain again
+    # one epoch of three, stopped at the peak learning rate: far above chance
+    assert train.evaluate(result.model, x_test, y_test).accuracy > 0.8

@@ -6,9 +6,11 @@ import json
 import keras_tuner as kt
 import numpy as np
 import pytest
+from conftest import fail_the_commit
 
 from cnnlearn import cli, plots, tune
 from cnnlearn.config import RunConfig
+from cnnlearn.tune import search
 
 
 @pytest.mark.parametrize("seed", [0, 1])
@@ -138,6 +140,7 @@ def test_tiny_search_writes_artifacts_and_resumes(tmp_path, data_dir, capsys):
     for path, stamp in stamps.items():  # and their files not rewritten
         assert path.stat().st_mtime_ns == stamp, path
     assert len(read_trials(out / "trials.csv")) == 3
+    assert not [p.name for p in out.iterdir() if p.name.startswith(".")]
 
 
 @pytest.mark.parametrize(
@@ -218,3 +221,36 @@ def test_sample_configurations_are_reproducible_whatever_the_global_state():
     random.seed(3)
     tune.sample_configurations(2, seed=0)
     assert random.random() == expected  # the caller's random state is kept
+
+
+def test_a_search_summary_is_published_whole_or_not_at_all(tmp_path, monkeypatch):
+    """The four summary files go in together, search.json last; a failure
+    mid-publish leaves the previous summary byte for byte, and KerasTuner's
+    journal (``<algorithm>/``) is never touched."""
+    out = tmp_path / "tune"
+    journal = out / "random" / "oracle.json"
+    journal.parent.mkdir(parents=True)
+    journal.write_text('{"ongoing_trials": {}}')
+    trials = [{"trial": 0, "epochs": 1, "val_accuracy": 0.5}]
+    model = tune.build_model(tune.sample_configurations(1, seed=0)[0])
+
+    def files():
+        return {p.name: p.read_bytes() for p in out.iterdir() if p.is_file()}
+
+    search.publish_search(out, trials, {"trial": 0}, {"run": 1}, model)
+    first = files()
+    assert sorted(first) == sorted(search.SEARCH_FILES)
+    with monkeypatch.context() as failing:
+        fail_the_commit(failing)
+        with pytest.raises(OSError, match="injected"):
+            search.publish_search(out, trials * 2, {"trial": 1}, {"run": 2})
+    names = sorted(p.name for p in out.iterdir())
+    assert files() == first and names == sorted([*first, "random"])  # none staged
+
+    # no model this time (retrain_best=False): the old one goes with its report
+    search.publish_search(out, trials * 2, {"trial": 1}, {"run": 2})
+    assert sorted(files()) == ["best_hparams.json", "search.json", "trials.csv"]
+    assert json.loads((out / "search.json").read_text()) == {"run": 2}
+    assert len(read_trials(out / "trials.csv")) == 2
+    assert journal.read_text() == '{"ongoing_trials": {}}'
+    assert not [p.name for p in out.iterdir() if p.name.startswith(".")]

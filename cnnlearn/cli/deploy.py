@@ -2,13 +2,86 @@
 
 from __future__ import annotations
 
+import argparse
 import math
 from pathlib import Path
 
 from cnnlearn.cli._args import add_run_arguments, bounded, port, positive, run_config
 from cnnlearn.progress import say
 
-__all__ = ["add_verbs", "deploy", "serve"]
+__all__ = ["PROTECTIONS", "add_verbs", "connections", "deploy", "nonnegative", "serve"]
+
+#: The server's protections as ``serve`` options: each is the keyword of
+#: cnnlearn.deploy.server.serve of the same name (``--header-timeout`` →
+#: ``header_timeout``). Left out, the server's own defaults apply (its
+#: DEFAULT_* constants, not repeated here: one source).
+PROTECTIONS = (
+    "header_timeout",
+    "body_timeout",
+    "keep_alive_timeout",
+    "limit_concurrency",
+    "workers",
+    "inline_bytes",
+)
+_SECONDS = bounded(0, 3600, "seconds", open_low=True)
+
+
+def nonnegative(text: str) -> int:
+    """An integer >= 0: a byte count where 0 means "none" (chapter 8)."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected an integer, got {text!r}") from None
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"must be >= 0 bytes, got {text}")
+    return value
+
+
+def connections(text: str) -> int:
+    """An open-connection limit: an integer >= 2, the least the server
+    accepts (``cnnlearn.deploy.server.server_config``). Used in chapter 8."""
+    value = positive(text)
+    if value < 2:
+        raise argparse.ArgumentTypeError(f"must be >= 2 connections, got {text}")
+    return value
+
+
+def _add_protections(serve) -> None:
+    """``serve``'s options for the server's protections against slow, idle and
+    greedy clients (see cnnlearn.deploy.server.GuardedProtocol)."""
+    group = serve.add_argument_group(
+        "protections", "left out: the server's defaults (cnnlearn.deploy.server)"
+    )
+    group.add_argument(
+        "--header-timeout",
+        type=_SECONDS,
+        help="seconds to receive a request's headers; then 408 and close",
+    )
+    group.add_argument(
+        "--body-timeout",
+        type=_SECONDS,
+        help="seconds to receive a predict body after its headers; then 408",
+    )
+    group.add_argument(
+        "--keep-alive-timeout",
+        type=_SECONDS,
+        help="seconds an idle keep-alive connection stays open",
+    )
+    group.add_argument(
+        "--limit-concurrency",
+        type=connections,
+        help="open connections at most; more get a JSON 503",
+    )
+    group.add_argument(
+        "--workers",
+        type=positive,
+        help="threads that parse large bodies and run the model",
+    )
+    group.add_argument(
+        "--inline-bytes",
+        type=nonnegative,
+        help="bodies up to this size run on the event loop; 0: all to the workers",
+    )
 
 
 def add_verbs(verbs) -> None:
@@ -24,7 +97,20 @@ def add_verbs(verbs) -> None:
     serve.add_argument(
         "--poll-seconds", type=bounded(0, 86400, "seconds", open_low=True), default=1.0
     )
-    serve.add_argument("--max-batch", type=positive, default=1024)
+    guards = serve.add_argument_group(
+        "input guards (off by default, as in TF Serving; chapter 8 turns them on)"
+    )
+    guards.add_argument("--max-batch", type=positive, help="most instances a request")
+    guards.add_argument(
+        "--value-range",
+        nargs=2,
+        type=bounded(-math.inf, math.inf),
+        metavar=("LOW", "HIGH"),
+        help="refuse input values outside [LOW, HIGH] (pixels: 0 1)",
+    )
+    guards.add_argument(
+        "--finite-only", action="store_true", help="refuse NaN and infinite inputs"
+    )
     serve.add_argument("--max-body-bytes", type=positive, default=32 * 1024 * 1024)
     serve.add_argument("--output", help="writes server.json (url, pid) when ready")
     serve.add_argument(
@@ -33,6 +119,7 @@ def add_verbs(verbs) -> None:
         action="store_false",
         help="leave start-up objects to the garbage collector (for benchmarks)",
     )
+    _add_protections(serve)
 
     deploy = verbs.add_parser("deploy", help="evaluate, gate and publish a version")
     deploy.add_argument("--base-path", required=True, help="versions go to NAME/N/")
@@ -71,6 +158,11 @@ def serve(args) -> str:
     if args.output is not None:
         Path(args.output).mkdir(parents=True, exist_ok=True)
         ready = Path(args.output) / "server.json"
+    protections = {
+        name: getattr(args, name)
+        for name in PROTECTIONS
+        if getattr(args, name) is not None
+    }
     server.serve(
         models,
         args.backend or "savedmodel",
@@ -80,8 +172,11 @@ def serve(args) -> str:
         pinned=pinned,
         poll_seconds=args.poll_seconds,
         max_batch=args.max_batch,
+        value_range=tuple(args.value_range) if args.value_range else None,
+        finite_only=args.finite_only,
         max_body_bytes=args.max_body_bytes,
         freeze_gc=args.freeze_gc,
+        **protections,
     )
     return "server stopped"
 

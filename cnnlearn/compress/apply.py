@@ -3,6 +3,10 @@
 :func:`compress_saved` loads a ``.keras`` file, applies one method, writes the
 artifact and ``report.json`` (sizes raw and gzipped, nonzero parameters, LiteRT
 test accuracy, latency) beside the same numbers for the uncompressed model.
+The files are written into a staging directory and published together, with
+``report.json`` last (:func:`cnnlearn._io.publish_dir`), as ``cnnlearn train``
+publishes a run: an output directory never holds one run's ``model.tflite``
+beside another run's report, even when a run fails or is killed half-way.
 """
 
 from __future__ import annotations
@@ -16,13 +20,25 @@ import keras
 import numpy as np
 
 from cnnlearn import train
-from cnnlearn._io import atomic_path, check_keras_file, check_output_dir, write_json
+from cnnlearn._io import (
+    check_keras_file,
+    check_output_dir,
+    publish_dir,
+    staging_dir,
+    write_json,
+)
 from cnnlearn.compress import distill, fuse, prune, quantize
 from cnnlearn.compress.common import count_nonzero
 from cnnlearn.config import RunConfig, RunData, load_data
 from cnnlearn.progress import say
 
-__all__ = ["DEFAULT_BATCH_SIZE", "DEFAULT_EPOCHS", "METHODS", "compress_saved"]
+__all__ = [
+    "DEFAULT_BATCH_SIZE",
+    "DEFAULT_EPOCHS",
+    "METHODS",
+    "REPORT_FILE",
+    "compress_saved",
+]
 
 METHODS = ("prune", "dynamic", "int8", "float16", "fuse", "distill")
 QUANTIZATION = ("dynamic", "int8", "float16")
@@ -30,6 +46,12 @@ QUANTIZATION = ("dynamic", "int8", "float16")
 DEFAULT_EPOCHS = 2
 #: Their batch when ``config.batch_size`` is None.
 DEFAULT_BATCH_SIZE = 128
+#: The report, written last: the run's completion marker.
+REPORT_FILE = "report.json"
+# A new run replaces these even when it does not write them: a quantization run
+# writes no model.keras, and a pruned one left beside its report would be stale.
+# (model.tflite is always written; named for a reader of the list.)
+_RUN_FILES = ("model.keras", "model.tflite")
 
 
 def _check_arguments(method: str, sparsity: float, teacher_path) -> None:
@@ -55,16 +77,6 @@ def _measure(model: keras.Model, content: bytes, x, y) -> dict:
     ev = quantize.evaluate_tflite(content, x, y)
     keep = ("accuracy", "raw_bytes", "gzip_bytes", "latency_ms", "throughput_per_s")
     return {**count_nonzero(model), **{k: ev[k] for k in keep}}
-
-
-def _write(path: Path, content: bytes) -> None:
-    with atomic_path(path) as tmp:
-        tmp.write_bytes(content)
-
-
-def _save(path: Path, model: keras.Model) -> None:
-    with atomic_path(path) as tmp:
-        model.save(tmp)
 
 
 def _prune(model, data: RunData, config: RunConfig, sparsity: float):
@@ -112,6 +124,62 @@ def _distill(model, teacher, teacher_path, data: RunData, config: RunConfig):
     }
 
 
+def _compress_into(
+    stage: Path,
+    out: Path,
+    model: keras.Model,
+    teacher: keras.Model | None,
+    data: RunData,
+    config: RunConfig,
+    *,
+    method: str,
+    model_path: str | Path,
+    sparsity: float,
+    teacher_path: str | Path | None,
+) -> dict:
+    """Measure the baseline, compress, write the artifacts into ``stage`` (the
+    staging directory of ``out``); return the report, which names the paths
+    the artifacts will have in ``out``."""
+    say(f"measuring the baseline {model_path}")
+    baseline = _measure(model, quantize.convert(model), data.x_test, data.y_test)
+    say(f"compressing: {method}")
+    info: dict = {}
+    if method in QUANTIZATION:
+        result = model
+        content = quantize.convert(model, method, data.x_train[:300])
+    else:
+        if method == "prune":
+            result, info = _prune(model, data, config, sparsity)
+        elif method == "fuse":
+            result, info = _fuse(model, data)
+        else:
+            result, info = _distill(model, teacher, teacher_path, data, config)
+        result.save(stage / "model.keras")
+        content = quantize.convert(result)
+    (stage / "model.tflite").write_bytes(content)
+    measured = _measure(result, content, data.x_test, data.y_test)
+    return {
+        "model": str(model_path),
+        "method": method,
+        "artifact": str(out / "model.tflite"),
+        **({"sparsity_target": sparsity} if method == "prune" else {}),
+        **(
+            {"epochs": config.epochs or DEFAULT_EPOCHS}
+            if method in ("prune", "distill")
+            else {}
+        ),
+        "baseline": baseline,
+        "compressed": measured,
+        "gzip_ratio": baseline["gzip_bytes"] / measured["gzip_bytes"],
+        "accuracy_change": measured["accuracy"] - baseline["accuracy"],
+        "dataset": config.dataset,
+        "seed": config.seed,
+        "config": config.to_dict(),
+        "versions": train.versions(),
+        **info,
+    }
+
+
 def compress_saved(
     model_path: str | Path,
     method: str,
@@ -136,7 +204,11 @@ def compress_saved(
         model at ``model_path`` as a student of ``teacher_path``).
     output_dir
         Receives the artifact (``model.tflite`` for quantization, ``model.keras``
-        plus its float32 ``model.tflite`` otherwise) and ``report.json``.
+        plus its float32 ``model.tflite`` otherwise) and ``report.json``, all
+        staged and published together with the report last, replacing the
+        previous run's (its ``model.keras`` too, when this run writes none);
+        other files are kept. If the run fails, the directory keeps the run
+        it had.
     config
         The data (:func:`cnnlearn.config.load_data`: ``dataset``, ``data_dir``,
         ``data_fraction`` of the training set, ``seed``) and, for ``"prune"``
@@ -156,47 +228,19 @@ def compress_saved(
     model = _load(model_path, "model")
     teacher = _load(teacher_path, "teacher") if method == "distill" else None
     data = load_data(config)
-    out = Path(output_dir)
-    out.mkdir(parents=True, exist_ok=True)
-
-    say(f"measuring the baseline {model_path}")
-    baseline = _measure(model, quantize.convert(model), data.x_test, data.y_test)
-    say(f"compressing: {method}")
-    info: dict = {}
-    if method in QUANTIZATION:
-        result = model
-        content = quantize.convert(model, method, data.x_train[:300])
-    else:
-        if method == "prune":
-            result, info = _prune(model, data, config, sparsity)
-        elif method == "fuse":
-            result, info = _fuse(model, data)
-        else:
-            result, info = _distill(model, teacher, teacher_path, data, config)
-        _save(out / "model.keras", result)
-        content = quantize.convert(result)
-    artifact = out / "model.tflite"
-    _write(artifact, content)
-    measured = _measure(result, content, data.x_test, data.y_test)
-    report = {
-        "model": str(model_path),
-        "method": method,
-        "artifact": str(artifact),
-        **({"sparsity_target": sparsity} if method == "prune" else {}),
-        **(
-            {"epochs": config.epochs or DEFAULT_EPOCHS}
-            if method in ("prune", "distill")
-            else {}
-        ),
-        "baseline": baseline,
-        "compressed": measured,
-        "gzip_ratio": baseline["gzip_bytes"] / measured["gzip_bytes"],
-        "accuracy_change": measured["accuracy"] - baseline["accuracy"],
-        "dataset": config.dataset,
-        "seed": config.seed,
-        "config": config.to_dict(),
-        "versions": train.versions(),
-        **info,
-    }
-    write_json(out / "report.json", report)
+    with staging_dir(output_dir, REPORT_FILE) as stage:
+        report = _compress_into(
+            stage,
+            Path(output_dir),
+            model,
+            teacher,
+            data,
+            config,
+            method=method,
+            model_path=model_path,
+            sparsity=sparsity,
+            teacher_path=teacher_path,
+        )
+        write_json(stage / REPORT_FILE, report)
+        publish_dir(stage, output_dir, REPORT_FILE, retire=_RUN_FILES)
     return report

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import gzip
 import hashlib
+import math
 import os
 import zlib
 from pathlib import Path
@@ -186,7 +187,9 @@ def load_idx(
             int.from_bytes(data[4 + 4 * i : 8 + 4 * i], "big") for i in range(ndim)
         )
         dtype = _IDX_DTYPES[code]
-        expected = int(np.prod(dims, dtype=np.int64)) * dtype.itemsize
+        # Python ints: four uint32 dimensions overflow NumPy's int64 (to a
+        # negative count, or a small one), never these.
+        expected = math.prod(dims) * dtype.itemsize
         if expected > max_bytes:
             raise DataError(
                 f"{path}: header {dims} claims {expected} payload bytes, more than "
@@ -211,7 +214,13 @@ def load_idx(
                 f"{path}: SHA-256 mismatch: expected {sha256}, found {digest} "
                 "(not the original file; pass verify=False to load it anyway)"
             )
-    array = np.frombuffer(data, dtype=dtype, offset=header).reshape(dims)
+    try:
+        array = np.frombuffer(data, dtype=dtype, offset=header).reshape(dims)
+    except ValueError as exc:  # over 64 dimensions, or a zero-size array of a
+        # shape NumPy cannot hold ((0, 2**32 - 1, 2**32 - 1, 2**32 - 1))
+        raise DataError(
+            f"{path}: header {dims} is not an array NumPy can hold ({exc})"
+        ) from None
     return array.astype(dtype.newbyteorder("="), copy=True)
 
 

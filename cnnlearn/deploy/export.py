@@ -7,6 +7,12 @@ so ``docker run -p 8501:8501 -v <base>/<model_name>:/models/<model_name>
 ``cnnlearn serve``. A version is built in a hidden sibling directory and renamed
 into place when complete: a server scanning the base path sees either no
 version or a whole one, never a half-written one, even if the export crashes.
+Version folders are named and read as TF Serving names and reads them
+(:func:`parse_version`: ``00000123`` is version 123). The last file written
+is a checksum manifest, ``assets.extra/cnnlearn.sha256`` (SHA-256 of every
+other file, :func:`write_manifest`); the server checks a version against it
+before loading it (:func:`verify_manifest`), so a changed, missing or planted
+file is a failed load, not a silently different model.
 
 The serving signatures (what TF Serving's ``/metadata`` shows):
 
@@ -26,7 +32,10 @@ model, or a chapter-6 variant, for the LiteRT backend; TF Serving's
 (:func:`export_onnx`: input ``image``, output ``probabilities``, for ONNX
 Runtime) and ``assets.extra/cnnlearn.json``: the signatures, the
 training-input statistics for drift monitoring (:mod:`cnnlearn.deploy.monitor`)
-and provenance. TF Serving ignores all three.
+and provenance. TF Serving ignores all three, and ``cnnlearn serve`` needs
+none of them: it serves any SavedModel (the sidecar adds drift monitoring,
+class labels under ``"labels"``, and the LiteRT backend's float, uint8 and
+bytes signatures for one float ``model.tflite``).
 :func:`cnnlearn.deploy.parity.parity_check` compares every format with the
 Keras model.
 
@@ -42,6 +51,7 @@ not image classifiers (the chapter-9 text CNN and Caser) export too, with
 from __future__ import annotations
 
 import functools
+import hashlib
 import importlib.util
 import inspect
 import json
@@ -59,12 +69,15 @@ from cnnlearn.compress.common import quiet
 from cnnlearn.deploy.monitor import training_statistics
 
 __all__ = [
+    "MANIFEST_FILE",
     "METADATA_FILE",
     "ONNX_FILE",
     "TFLITE_FILE",
     "TRAINING_ONLY_LAYERS",
     "TRAINING_OPS",
+    "IntegrityError",
     "check_inference_graph",
+    "checksums",
     "export_onnx",
     "export_saved_model",
     "export_tflite",
@@ -74,14 +87,21 @@ __all__ = [
     "input_signature",
     "is_training_only",
     "list_versions",
+    "parse_version",
     "next_version",
     "read_metadata",
     "signature_defs",
     "tflite_bytes",
+    "verify_manifest",
+    "version_folders",
+    "write_manifest",
 ]
 
 METADATA_FILE = Path("assets.extra") / "cnnlearn.json"
 TFLITE_FILE = "model.tflite"
+#: The checksum manifest of a version (issue 19): ``sha256sum``'s format, one
+#: ``<hex digest>  <path>`` line per file of the version, written last.
+MANIFEST_FILE = Path("assets.extra") / "cnnlearn.sha256"
 ONNX_FILE = "model.onnx"
 
 
@@ -109,20 +129,105 @@ def signature_defs(image_shape: tuple[int, ...] = (28, 28, 1), classes: int = 10
     }
 
 
-def list_versions(model_dir: str | Path) -> list[int]:
-    """The integer version directories under ``model_dir``, ascending.
+def parse_version(name: str) -> int | None:
+    """The version number of a version folder's name, or ``None``.
 
-    Anything else (hidden temporary directories, files, ``1.bak``) is ignored,
-    as TF Serving ignores it.
+    As TF Serving parses it (``file_system_storage_path_source.cc``,
+    ``ParseVersionNumber``: ``absl::SimpleAtoi``): ASCII blanks around it and a
+    sign are allowed, then ASCII digits only, within int64; ``00000123`` is
+    version 123, and ``1.bak``, ``.tmp-3-ab12`` or ``v2`` are no version.
+    """
+    text = name.strip(" \t\n\v\f\r")
+    digits = text[1:] if text[:1] in ("+", "-") else text
+    if not digits or not digits.isascii() or not digits.isdigit():
+        return None
+    value = int(text)
+    return value if -(2**63) <= value < 2**63 else None
+
+
+def version_folders(model_dir: str | Path) -> dict[int, Path]:
+    """The version directories under ``model_dir``: version → folder, ascending.
+
+    Names parse as :func:`parse_version` parses them; anything else (hidden
+    temporary directories, files, ``1.bak``) is ignored, as TF Serving ignores
+    it. Two folders with one number (``1`` and ``001``): the name that sorts
+    last wins, as in TF Serving (it indexes the sorted names and logs
+    "Duplicate version directories detected"). Used in chapter 8.
     """
     model_dir = Path(model_dir)
     if not model_dir.is_dir():
-        return []
-    return sorted(
-        int(p.name)
-        for p in model_dir.iterdir()
-        if p.is_dir() and p.name.isdigit() and p.name == str(int(p.name))
-    )
+        return {}
+    found = {}
+    for path in sorted(model_dir.iterdir(), key=lambda p: p.name):
+        version = parse_version(path.name)
+        if version is not None and path.is_dir():
+            found[version] = path
+    return dict(sorted(found.items()))
+
+
+def list_versions(model_dir: str | Path) -> list[int]:
+    """The version numbers under ``model_dir``, ascending (see
+    :func:`version_folders`)."""
+    return list(version_folders(model_dir))
+
+
+class IntegrityError(ValueError):
+    """A version's files do not match its checksum manifest."""
+
+
+def checksums(version_dir: str | Path) -> dict[str, str]:
+    """SHA-256 of every file under ``version_dir`` (the manifest itself left
+    out): relative POSIX path → hex digest, sorted by path."""
+    root = Path(version_dir)
+    manifest = root / MANIFEST_FILE
+    found = {}
+    for path in sorted(root.rglob("*")):
+        if path.is_file() and path != manifest:
+            digest = hashlib.sha256()
+            with path.open("rb") as f:
+                for block in iter(lambda: f.read(1 << 20), b""):
+                    digest.update(block)
+            found[path.relative_to(root).as_posix()] = digest.hexdigest()
+    return found
+
+
+def write_manifest(version_dir: str | Path) -> Path:
+    """Write :data:`MANIFEST_FILE` for every file now in ``version_dir``;
+    :func:`export_version` calls it last, once every other file is written.
+    Used in chapter 8."""
+    lines = [f"{h}  {p}\n" for p, h in checksums(version_dir).items()]
+    path = Path(version_dir) / MANIFEST_FILE
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text("".join(lines))
+    return path
+
+
+def verify_manifest(version_dir: str | Path) -> bool:
+    """Check ``version_dir`` against its manifest: ``False`` if it has none,
+    ``True`` if every file matches. Raises :class:`IntegrityError` (naming the
+    first file) for a changed, missing or unlisted file or a malformed
+    manifest. The server calls it before it loads a version (chapter 8)."""
+    path = Path(version_dir) / MANIFEST_FILE
+    if not path.is_file():
+        return False
+    expected = {}
+    for number, line in enumerate(path.read_text().splitlines(), 1):
+        digest, sep, name = line.partition("  ")
+        if not sep or len(digest) != 64 or not name:
+            raise IntegrityError(f"{path}: line {number} is not '<sha256>  <path>'")
+        expected[name] = digest
+    found = checksums(version_dir)
+    for name in sorted(expected.keys() | found.keys()):
+        if name not in found:
+            raise IntegrityError(f"{version_dir}: {name} is in the manifest, missing")
+        if name not in expected:
+            raise IntegrityError(f"{version_dir}: {name} is not in the manifest")
+        if found[name] != expected[name]:
+            raise IntegrityError(
+                f"{version_dir}: {name} has SHA-256 {found[name][:12]}..., "
+                f"the manifest says {expected[name][:12]}..."
+            )
+    return True
 
 
 def next_version(base_path: str | Path, model_name: str) -> int:
@@ -683,8 +788,9 @@ def export_version(
     model_name_keras, params = model.name, int(model.count_params())
     model = inference_model(model)  # once; the exports below find nothing more
     final = model_dir / str(version)
-    if final.exists():
-        raise FileExistsError(f"{final} exists: versions are never overwritten")
+    if final.exists() or version in version_folders(model_dir):
+        existing = version_folders(model_dir).get(version, final)
+        raise FileExistsError(f"{existing} exists: versions are never overwritten")
     tmp = model_dir / f".tmp-{version}-{uuid.uuid4().hex[:8]}"
     try:
         _write_saved_model(model, tmp)
@@ -716,6 +822,7 @@ def export_version(
         }
         (tmp / METADATA_FILE).parent.mkdir(parents=True, exist_ok=True)
         (tmp / METADATA_FILE).write_text(json.dumps(metadata, indent=2) + "\n")
+        write_manifest(tmp)  # last: it covers every file above
         os.rename(tmp, final)  # atomic; fails if another exporter took `version`
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)

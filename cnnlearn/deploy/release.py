@@ -8,6 +8,12 @@ Below the gate nothing is published: the report says why and
 server picks the new version up by itself; rollback is :func:`remove_version`
 (the server falls back to the highest remaining version) or pinning a version
 (``cnnlearn serve --pin-version N``).
+
+Two things are published, each in one step: the version directory
+(:func:`cnnlearn.deploy.export.export_version` renames a complete hidden
+directory into place), then the report (:func:`write_report`, staged and
+published like a training run, so a killed deploy's temporaries are cleaned
+by the next one and a reader never sees a half-written report).
 """
 
 from __future__ import annotations
@@ -27,7 +33,13 @@ import keras
 import numpy as np
 
 from cnnlearn import models, train
-from cnnlearn._io import check_keras_file, check_output_dir, write_json
+from cnnlearn._io import (
+    check_keras_file,
+    check_output_dir,
+    publish_dir,
+    staging_dir,
+    write_json,
+)
 from cnnlearn.compress import quantize
 from cnnlearn.config import RunConfig, RunData, load_data
 from cnnlearn.deploy.export import (
@@ -50,6 +62,7 @@ __all__ = [
     "load_or_train",
     "publish",
     "remove_version",
+    "write_report",
 ]
 
 REPORT_FILE = "deploy_report.json"
@@ -287,7 +300,6 @@ def deploy(
     timings: dict[str, float] = {}
     start = time.perf_counter()
     out = Path(output_dir)
-    out.mkdir(parents=True, exist_ok=True)
     data = load_data(config)
     timings["data_seconds"] = time.perf_counter() - start
 
@@ -322,7 +334,7 @@ def deploy(
     )
     if reasons:
         report["timings"] = timings
-        write_json(out / REPORT_FILE, report)
+        write_report(out, report)
         raise GateError(f"gate refused {model_name}: {'; '.join(reasons)}", report)
 
     t = time.perf_counter()
@@ -334,9 +346,29 @@ def deploy(
     report.update(
         published=True, version=int(path.name), path=str(path), timings=timings
     )
-    write_json(out / REPORT_FILE, report)
+    write_report(out, report)
     say(f"deploy: published {path}", verbose)
     return report
+
+
+def write_report(output_dir: str | Path, report: dict) -> Path:
+    """Publish ``report`` as ``output_dir/deploy_report.json``; return its path.
+
+    The report is the deploy run's completion marker: it is written into a
+    staging directory inside ``output_dir`` and published with
+    :func:`cnnlearn._io.publish_dir`, as ``cnnlearn train`` publishes a run, so
+    a deploy that fails or is killed before this leaves the previous report
+    whole, and the next deploy removes what a killed one left behind
+    (:func:`cnnlearn._io.clean_output_dir`). Other files in ``output_dir``
+    (a server's ``server.json``) are kept. The version a passing deploy
+    exports is published before its report: killed in between, the version is
+    served and its own ``assets.extra`` metadata says where it came from,
+    while the report still describes the previous deploy. Used in chapter 8.
+    """
+    with staging_dir(output_dir, REPORT_FILE) as stage:
+        write_json(stage / REPORT_FILE, report)
+        publish_dir(stage, output_dir, REPORT_FILE)
+    return Path(output_dir) / REPORT_FILE
 
 
 def remove_version(base_path: str | Path, model_name: str, version: int) -> None:

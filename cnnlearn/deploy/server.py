@@ -1,27 +1,47 @@
 """A model server with TensorFlow Serving's REST API (chapter 8).
 
-``create_app`` wires module-level request handlers (:func:`get_status`,
-:func:`get_metadata`, :func:`predict`), which read the app's
-:class:`ServerState`, to TF Serving's URLs; ``serve`` runs the app with uvicorn
-on a socket it binds itself (127.0.0.1 by default; port 0 picks a free one) and
-writes a ready file with the URL once the models are loaded. A client written
-for this server works unchanged against ``tensorflow/serving``:
+``create_app`` routes every request through :func:`rest_api`, which matches
+the raw path against TF Serving's own URL patterns (:func:`route`:
+case-insensitive, model names and labels percent-decoded, a 400 "Malformed
+request: ..." for any ``/v1`` URL or method it does not route, as TF Serving
+answers) and calls the module-level handlers (:func:`get_status`,
+:func:`get_metadata`, :func:`predict`, :func:`classify_or_regress`), which read
+the app's :class:`ServerState`; ``serve`` runs the app with uvicorn on a socket
+it binds itself (127.0.0.1 by default; port 0 picks a free one) and writes a
+ready file with the URL once the models are loaded. A client written for this
+server works unchanged against ``tensorflow/serving``:
 
-==========================================================  =====================
-``GET  /v1/models/{name}[/versions/{v}]``                    version status
-``GET  /v1/models/{name}[/versions/{v}]/metadata``           signature defs
-``POST /v1/models/{name}[/versions/{v}]:predict``            ``instances`` (rows)
-                                                             or ``inputs``
-``GET  /monitoring/prometheus/metrics``                      Prometheus metrics
-==========================================================  =====================
+=============================================================  ==================
+``GET  /v1/models/{name}[/versions/{v}|/labels/{l}]``           version status
+``GET  /v1/models/{name}[/versions/{v}|/labels/{l}]/metadata``  signature defs
+``POST /v1/models/{name}[/versions/{v}|/labels/{l}]:predict``   ``instances``
+                                                                or ``inputs``
+``POST ...:classify``, ``...:regress``                          tf.Example
+                                                                ``examples``
+``OPTIONS /v1/...``                                             CORS preflight
+``GET  /monitoring/prometheus/metrics``                         Prometheus
+=============================================================  ==================
 
-Errors are ``{"error": "..."}``: 400 for a bad request (malformed JSON, NaN or
-infinite values, booleans, a wrong shape or dtype, an empty or too large batch,
-both ``instances`` and ``inputs``, a version that is not an int64 in ASCII
-digits, malformed HTTP), 404 for an unknown model or version, 408 for a body
-not received within ``body_timeout``, 413 for a body over ``max_body_bytes``,
-431 for headers over :data:`MAX_HEADER_BYTES`, 503 over ``limit_concurrency``,
-500 if the backend fails. A client that closes the connection before its body
+Request bodies may be gzip-compressed (``Content-Encoding: gzip``; bounded by
+``max_body_bytes`` after decompression). A version served before and replaced
+stays in the status answer as ``END``, as in TF Serving.
+
+Any SavedModel in TF Serving's layout serves (see :mod:`~.backends`): every
+signature with its own inputs and outputs, converted from and to JSON with TF
+Serving's semantics (:mod:`~.protocol`); the cnnlearn sidecar
+(``assets.extra/cnnlearn.json``) is optional and adds labels and drift
+monitoring. A version with a checksum manifest is checked before it loads.
+
+Errors are ``{"error": "..."}``: 400 for a bad request (malformed JSON, a value
+of the wrong type, a ragged list, a shape the signature cannot take, both
+``instances`` and ``inputs``, a version over int64, an unknown version
+label, an unroutable URL, malformed HTTP, and, where the server was started
+with them, the guards of :class:`~.protocol.Guards`: a batch limit, a value
+range, finite values only), 404 for an unknown model or version or any path
+outside ``/v1``, 408 for a body not received within ``body_timeout``,
+413 for a body over ``max_body_bytes``, 431 for headers over
+:data:`MAX_HEADER_BYTES`, 503 over ``limit_concurrency``, 500 if the backend
+fails. A client that closes the connection before its body
 is in is counted as 499 (nginx's "client closed request"), logged in one line.
 Predict answers carry an ``x-model-version`` header (TF Serving has none;
 clients may ignore it). JSON goes through simdjson (plain float batches) or
@@ -49,10 +69,13 @@ import asyncio
 import contextlib
 import gc
 import os
+import re
 import signal
 import socket
 import threading
 import time
+import urllib.parse
+import zlib
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -79,11 +102,15 @@ from cnnlearn import progress
 from cnnlearn._io import write_json
 from cnnlearn.deploy.backends import Loaded, ModelVersions
 from cnnlearn.deploy.protocol import (
+    Guards,
     ServingError,
+    classify_response,
     metadata_body,
     not_found,
-    parse_version,
+    predict_response,
+    read_examples_request,
     read_predict,
+    regress_response,
     status_body,
 )
 
@@ -97,16 +124,25 @@ __all__ = [
     "DEFAULT_MAX_BODY_BYTES",
     "DEFAULT_WORKERS",
     "MAX_HEADER_BYTES",
+    "CORS_HEADERS",
+    "HTTP_METHODS",
+    "METRICS_PATH",
+    "PREDICT_PATH",
+    "REST_PATH",
     "ROUTES",
+    "STATUS_PATH",
     "GuardedProtocol",
     "ServerMetrics",
     "ServerState",
     "answer",
+    "classify_or_regress",
+    "cors_preflight",
     "create_app",
     "find_version",
     "get_metadata",
     "get_status",
     "guarded_protocol",
+    "gunzip",
     "http_error",
     "internal_error",
     "lifespan",
@@ -115,6 +151,9 @@ __all__ = [
     "predict",
     "prometheus_metrics",
     "read_body",
+    "rest_api",
+    "route",
+    "run_examples",
     "serve",
     "server_config",
     "server_state",
@@ -122,6 +161,8 @@ __all__ = [
     "version_status",
 ]
 
+#: The batch limit the chapter 8 model server applied before it took any
+#: SavedModel: now an option (``max_batch``), off by default as in TF Serving.
 DEFAULT_MAX_BATCH = 1024
 DEFAULT_MAX_BODY_BYTES = 32 * 1024 * 1024  # a 1024-image float batch is ~12 MB
 #: Worker threads that parse and run requests with bodies over inline_bytes.
@@ -265,7 +306,7 @@ class ServerState:
 
     managers: dict[str, ModelVersions]
     metrics: ServerMetrics
-    max_batch: int = DEFAULT_MAX_BATCH
+    guards: Guards = field(default_factory=Guards)
     max_body_bytes: int = DEFAULT_MAX_BODY_BYTES
     poll_seconds: float = 1.0
     body_timeout: float = DEFAULT_BODY_TIMEOUT
@@ -280,71 +321,97 @@ def server_state(request: Request) -> ServerState:
     return request.app.state.server
 
 
-def find_version(state: ServerState, name: str, version: str | None):
+def find_version(
+    state: ServerState, name: str, version: int | None, label: str | None = None
+):
     """The loaded version of model ``name`` that a URL asks for.
 
-    ``version`` is the URL's ``/versions/{v}`` part, or ``None`` for the one
-    being served. Raises :class:`~.protocol.ServingError`: 400 for a version
-    that is not an integer, 404 for an unknown model or a version not served.
+    ``version`` is the URL's ``/versions/{v}`` number and ``label`` its
+    ``/labels/{label}``, both ``None`` for the version being served. Raises
+    :class:`~.protocol.ServingError`: 400 for a label the model does not
+    have (TF Serving's "Unrecognized servable version label"), 404 for an
+    unknown model or a version not served.
     """
     manager = state.managers.get(name)
     loaded = manager.current if manager else None
+    if label is not None:
+        if manager is None:
+            raise not_found(name)
+        if label not in manager.version_labels:
+            raise ServingError(400, f"Unrecognized servable version label: {label}")
+        version = manager.version_labels[label]
     if version is None:
         if loaded is None:
             raise not_found(name)
         return loaded
-    number = parse_version(version)
-    if loaded is None or loaded.version != number:
-        raise not_found(name, number)
+    if loaded is None or loaded.version != version:
+        raise not_found(name, version)
     return loaded
 
 
-def version_status(state: ServerState, name: str, version: str | None) -> dict:
+def version_status(
+    state: ServerState, name: str, version: int | None, label: str | None = None
+) -> dict:
     """TF Serving's status answer for model ``name``: the version served
-    (``AVAILABLE``) and those whose load failed (``END``, with the error), or
-    only ``version`` if the URL names one. Raises :class:`~.protocol.ServingError`
-    (400 for a bad version, 404 for a model or version the server does not know).
+    (``AVAILABLE``), those served before (``END``, OK) and those whose load
+    failed (``END``, with the error), or only the version the URL names
+    (``version`` or ``label``). Raises :class:`~.protocol.ServingError` with
+    TF Serving's words (``get_model_status_impl.cc``): 404 "Could not find
+    any versions of model ..." or "Could not find version ... of model ...".
     """
-    number = None if version is None else parse_version(version)
     manager = state.managers.get(name)
+    if label is not None and manager is not None:
+        if label not in manager.version_labels:
+            raise ServingError(400, f"Unrecognized servable version label: {label}")
+        version = manager.version_labels[label]
     if manager is None:
-        raise not_found(name, number)
+        if version is None:
+            raise ServingError(404, f"Could not find any versions of model {name}")
+        raise ServingError(404, f"Could not find version {version} of model {name}")
     loaded = manager.current
-    failed = {
-        v: (failure.error_code, failure.message)
+    failed = {v: ("OK", "") for v in manager.retired.copy()}
+    failed.update(
+        (v, (failure.error_code, failure.message))
         for v, failure in manager.failed.copy().items()  # a copy: polls change it
-    }
+    )
     available = [loaded.version] if loaded is not None else []
-    if number is not None:
-        available = [v for v in available if v == number]
-        failed = {v: why for v, why in failed.items() if v == number}
+    if version is not None:
+        available = [v for v in available if v == version]
+        failed = {v: why for v, why in failed.items() if v == version}
+        if not available and not failed:
+            raise ServingError(404, f"Could not find version {version} of model {name}")
     if not available and not failed:
-        raise not_found(name, number)
+        raise ServingError(404, f"Could not find any versions of model {name}")
     return status_body(available, failed)
 
 
-# The handlers are plain Starlette endpoints (no FastAPI dependency solving on
-# the hot path); create_app wires them to TF Serving's URLs.
+def _error(exc: ServingError) -> Response:
+    return _json({"error": exc.message}, exc.status)
 
 
-async def get_status(request: Request) -> Response:
-    """``GET /v1/models/{name}[/versions/{v}]``: the versions' status
-    (:func:`version_status`)."""
-    name, version = _path(request)
+async def get_status(
+    request: Request, name: str, version: int | None, label: str | None
+) -> Response:
+    """``GET /v1/models/{name}[/versions/{v}|/labels/{l}]``: the versions'
+    status (:func:`version_status`)."""
     try:
-        return _json(version_status(server_state(request), name, version))
+        return _json(version_status(server_state(request), name, version, label))
     except ServingError as exc:
-        return _json({"error": exc.message}, exc.status)
+        return _error(exc)
 
 
-async def get_metadata(request: Request) -> Response:
-    """``GET /v1/models/{name}[/versions/{v}]/metadata``: the signature defs."""
-    name, version = _path(request)
+async def get_metadata(
+    request: Request, name: str, version: int | None, label: str | None
+) -> Response:
+    """``GET /v1/models/{name}[/versions/{v}|/labels/{l}]/metadata``: the
+    model spec and the SavedModel's ``signature_def`` map."""
     try:
-        loaded = find_version(server_state(request), name, version)
+        loaded = find_version(server_state(request), name, version, label)
     except ServingError as exc:
-        return _json({"error": exc.message}, exc.status)
-    return _json(metadata_body(name, loaded.version, loaded.metadata["signatures"]))
+        return _error(exc)
+    # The model spec names the version found, never the label (TF Serving's
+    # SavedModelGetSignatureDef sets the name and version of the servable).
+    return _json(metadata_body(name, loaded.version, loaded.signature_def_map()))
 
 
 async def read_body(
@@ -370,22 +437,62 @@ async def read_body(
     return b"".join(chunks)
 
 
-def answer(state: ServerState, name: str, loaded: Loaded, body: bytes) -> Response:
-    """Parse a predict body, run the backend, feed the drift monitor and the
-    class counts, and build the answer: the work :func:`predict` runs in a
-    worker thread (or inline for a small body). Thread-safe: LiteRT calls are
-    serialized by the backend, the monitor and the counts take locks."""
-    parsed = read_predict(body, loaded.metadata["signatures"], state.max_batch)
-    probabilities = loaded.backend.predict(parsed.signature, parsed.images)
+def _observe(state: ServerState, name: str, loaded: Loaded, inputs, outputs):
+    """Feed the drift monitor (the first image-like input: numbers, at least
+    3-D) and the predicted-class counts (a single 2-D float output)."""
     if loaded.monitor is not None:
-        loaded.monitor.update(parsed.images)
-    state.metrics.count_predictions(name, probabilities)
+        for array in inputs.values():
+            if array.dtype.kind in "uif" and array.ndim >= 3:
+                loaded.monitor.update(array)
+                break
+    if len(outputs) == 1:
+        (out,) = outputs.values()
+        if out.dtype.kind == "f" and out.ndim == 2 and out.shape[1] > 0:
+            state.metrics.count_predictions(name, out)
+
+
+def gunzip(body: bytes, max_bytes: int) -> bytes:
+    """A ``Content-Encoding: gzip`` body, decompressed (TF Serving's HTTP
+    server accepts them); 413 once it would pass ``max_bytes``, 400 if it is
+    not gzip. Never decompresses more than ``max_bytes`` plus one byte."""
+    inflater = zlib.decompressobj(16 + zlib.MAX_WBITS)
+    try:
+        out = inflater.decompress(body, max_bytes + 1)
+    except zlib.error as exc:
+        raise ServingError(400, f"Malformed request: gzip body: {exc}") from None
+    if len(out) > max_bytes or inflater.unconsumed_tail:
+        raise ServingError(413, f"decompressed body over {max_bytes} bytes")
+    if not inflater.eof:
+        raise ServingError(400, "Malformed request: gzip body: truncated")
+    return out
+
+
+def answer(
+    state: ServerState, name: str, loaded: Loaded, body: bytes, gzipped: bool = False
+) -> Response:
+    """Parse a predict body against the version's signatures, run it, feed
+    the drift monitor and the class counts, and build TF Serving's answer: the
+    work :func:`predict` runs in a worker thread (or inline for a small body).
+    Thread-safe: LiteRT calls are serialized by the backend, the monitor and
+    the counts take locks."""
+    if gzipped:
+        body = gunzip(body, state.max_body_bytes)
+    parsed = read_predict(body, loaded.signatures, state.guards)
+    outputs = loaded.run(parsed.signature, parsed.inputs)
+    _observe(state, name, loaded, parsed.inputs, outputs)
     served = str(loaded.version)
-    return _json({parsed.key: probabilities}, headers={"x-model-version": served})
+    return Response(
+        predict_response(outputs, parsed.key),
+        200,
+        {"x-model-version": served},
+        media_type="application/json",
+    )
 
 
-async def predict(request: Request) -> Response:
-    """``POST /v1/models/{name}[/versions/{v}]:predict``: probabilities.
+async def predict(
+    request: Request, name: str, version: int | None, label: str | None = None
+) -> Response:
+    """``POST /v1/models/{name}[/versions/{v}|/labels/{l}]:predict``.
 
     Reads the body (bounded in size and time), finds the version, and runs
     :func:`answer` (parse ``instances`` or ``inputs`` against its signatures,
@@ -396,19 +503,19 @@ async def predict(request: Request) -> Response:
     """
     start = time.perf_counter()
     state = server_state(request)
-    name, version = _path(request)
     served = ""
     try:
         body = await read_body(request, state.max_body_bytes, state.body_timeout)
-        loaded = find_version(state, name, version)
+        loaded = find_version(state, name, version, label)
         served = str(loaded.version)
         executor = state.executor
-        if executor is None or len(body) <= state.inline_bytes:
-            response = answer(state, name, loaded, body)
+        gzipped = request.headers.get("content-encoding", "").lower() == "gzip"
+        if executor is None or (len(body) <= state.inline_bytes and not gzipped):
+            response = answer(state, name, loaded, body, gzipped)
         else:
             loop = asyncio.get_running_loop()
             response = await loop.run_in_executor(
-                executor, answer, state, name, loaded, body
+                executor, answer, state, name, loaded, body, gzipped
             )
     except ClientDisconnect:  # the client's doing: no traceback, not a 5xx
         log.warning("%r: client closed the connection mid-request (499)", name)
@@ -491,14 +598,164 @@ async def lifespan(app: FastAPI):
         executor.shutdown(wait=False, cancel_futures=True)
 
 
-ROUTES = (
-    ("/v1/models/{name}", get_status, "GET"),
-    ("/v1/models/{name}/versions/{version}", get_status, "GET"),
-    ("/v1/models/{name}/metadata", get_metadata, "GET"),
-    ("/v1/models/{name}/versions/{version}/metadata", get_metadata, "GET"),
-    ("/v1/models/{name}:predict", predict, "POST"),
-    ("/v1/models/{name}/versions/{version}:predict", predict, "POST"),
+#: TF Serving's URL patterns (``http_rest_api_util.cc``), matched against the
+#: raw path: case-insensitive, model names and labels percent-decoded after.
+PREDICT_PATH = re.compile(
+    r"/v1/models/([^/:]+)(?:/versions/([0-9]+)|/labels/([^/:]+))?"
+    r":(classify|regress|predict)",
+    re.IGNORECASE,
 )
+STATUS_PATH = re.compile(
+    r"/v1/models(?:/([^/:]+))?(?:/versions/([0-9]+)|/labels/([^/:]+))?"
+    r"(?:/(metadata))?",
+    re.IGNORECASE,
+)
+REST_PATH = re.compile(r"/v1/.*", re.IGNORECASE | re.DOTALL)
+ROUTES = (("POST", PREDICT_PATH), ("GET", STATUS_PATH))
+METRICS_PATH = "/monitoring/prometheus/metrics"
+#: The methods routed to :func:`rest_api` (TF Serving answers any of them).
+HTTP_METHODS = ("GET", "POST", "PUT", "DELETE", "PATCH", "OPTIONS", "HEAD")
+#: TF Serving's answer headers with ``--enable_cors_support`` (AddCORSHeaders).
+CORS_HEADERS = {
+    "Access-Control-Allow-Origin": "*",
+    "Access-Control-Allow-Methods": "POST, GET",
+    "Access-Control-Allow-Headers": "Content-Type",
+}
+
+
+def _url_version(text: str | None) -> int | None:
+    """The ``/versions/{v}`` digits as an int64, as ``absl::SimpleAtoi``
+    reads them; too many digits is TF Serving's 400."""
+    if text is None:
+        return None
+    value = int(text) if len(text) <= 20 else 2**63
+    if value >= 2**63:
+        shown = text if len(text) <= 24 else f"{text[:24]}..."
+        raise ServingError(400, f"Failed to convert version: {shown} to numeric.")
+    return value
+
+
+def route(method: str, path: str):
+    """What TF Serving does with ``method path`` (``ParseModelInfo``):
+    ``(handler name, model, version, label)`` with the handler ``"predict"``,
+    ``"classify"``, ``"regress"``, ``"metadata"`` or ``"status"``. Raises
+    :class:`~.protocol.ServingError` 400 "Malformed request: ..." for what
+    it does not route (a wrong method, an unknown verb, ``PREDICT`` in
+    capitals: the pattern ignores case, the verb comparison does not), and
+    for a missing model name or a version over int64."""
+    malformed = ServingError(400, f"Malformed request: {method} {path}")
+    pattern = dict(ROUTES).get(method)
+    match = pattern.fullmatch(path) if pattern is not None else None
+    if match is None:
+        raise malformed
+    name, version, label, verb = match.groups()
+    name = urllib.parse.unquote(name or "")
+    label = None if label is None else urllib.parse.unquote(label)
+    number = _url_version(version)
+    if method == "POST":
+        if verb not in ("predict", "classify", "regress"):
+            raise malformed
+        return verb, name, number, label
+    if not name:
+        raise ServingError(400, "Missing model name in request.")
+    return ("metadata" if verb == "metadata" else "status"), name, number, label
+
+
+async def cors_preflight(request: Request) -> Response:
+    """``OPTIONS``: TF Serving's CORS preflight, 200 with an ``http(s)://``
+    ``Origin`` header, else 400."""
+    if re.search(r"https?://", request.headers.get("origin", "")):
+        return Response(b"", 200, CORS_HEADERS)
+    return _json({"error": "Origin header is missing in CORS preflight"}, 400)
+
+
+async def rest_api(request: Request) -> Response:
+    """Every request: TF Serving's REST API under ``/v1`` (any case), the
+    Prometheus metrics, and 404 for anything else."""
+    raw = request.scope.get("raw_path") or request.url.path.encode()
+    path = raw.decode("latin-1").split("?", 1)[0]
+    method = request.method
+    if method == "OPTIONS" and REST_PATH.fullmatch(path):
+        return await cors_preflight(request)
+    if not REST_PATH.fullmatch(path):
+        if path == METRICS_PATH and method == "GET":
+            return await asyncio.to_thread(prometheus_metrics, request)
+        return _json({"error": f"Not found: {method} {path}"}, 404)
+    try:
+        handler, name, version, label = route(method, path)
+    except ServingError as exc:
+        return _error(exc)
+    if handler == "predict":
+        return await predict(request, name, version, label)
+    if handler == "status":
+        return await get_status(request, name, version, label)
+    if handler == "metadata":
+        return await get_metadata(request, name, version, label)
+    return await classify_or_regress(request, handler, name, version, label)
+
+
+def run_examples(loaded: Loaded, method: str, signature: str, examples: list) -> bytes:
+    """Run serialized tf.Examples through a classify or regress signature and
+    answer as TF Serving does (``classifier.cc``, ``regressor.cc``: the
+    method check, one string input, the ``classes``/``scores`` or
+    ``outputs`` tensors)."""
+    name = signature or "serving_default"
+    if name not in loaded.signatures:
+        raise ServingError(400, f"No signature was found with the name: {name}")
+    sig = loaded.signatures[name]
+    want = f"tensorflow/serving/{method}"
+    if sig.method_name != want:
+        kind = "classification" if method == "classify" else "regression"
+        raise ServingError(
+            400,
+            f"Expected {kind} signature method_name to be {want}. "
+            f"Was: {sig.method_name}",
+        )
+    if len(sig.inputs) != 1:
+        raise ServingError(400, "Expected one input Tensor.")
+    ((input_name, _),) = sig.inputs.items()
+    batch = np.empty(len(examples), dtype=object)
+    batch[:] = examples
+    outputs = loaded.run(name, {input_name: batch})
+    if method == "regress":
+        if "outputs" not in outputs:
+            raise ServingError(400, "No regression outputs found in signature")
+        return regress_response(outputs["outputs"])
+    classes, scores = outputs.get("classes"), outputs.get("scores")
+    if classes is None and scores is None:
+        raise ServingError(
+            400,
+            "Expected classification signature outputs to contain at least one "
+            'of "classes" or "scores".',
+        )
+    return classify_response(classes, scores)
+
+
+async def classify_or_regress(
+    request: Request, method: str, name: str, version: int | None, label: str | None
+) -> Response:
+    """``POST ...:classify`` and ``...:regress``: tf.Example requests
+    (``{"examples": [...], "context": {...}}``, see
+    :func:`~.protocol.read_examples_request`) run through a signature with
+    that method (:func:`run_examples`); TF Serving's errors otherwise."""
+    state = server_state(request)
+    try:
+        body = await read_body(request, state.max_body_bytes, state.body_timeout)
+        if request.headers.get("content-encoding", "").lower() == "gzip":
+            body = gunzip(body, state.max_body_bytes)
+        signature, examples = read_examples_request(body)
+        loaded = find_version(state, name, version, label)
+        loop = asyncio.get_running_loop()
+        answer_body = await loop.run_in_executor(
+            state.executor, run_examples, loaded, method, signature, examples
+        )
+    except ClientDisconnect:
+        return _json({"error": "Client closed request"}, 499)
+    except ServingError as exc:
+        return _error(exc)
+    except ValueError as exc:  # inputs the model refuses
+        return _json({"error": str(exc)}, 400)
+    return Response(answer_body, 200, media_type="application/json")
 
 
 def load_models(
@@ -531,7 +788,9 @@ def create_app(
     *,
     pinned: dict[str, int] | None = None,
     poll_seconds: float = 1.0,
-    max_batch: int = DEFAULT_MAX_BATCH,
+    max_batch: int | None = None,
+    value_range: tuple[float, float] | None = None,
+    finite_only: bool = False,
     max_body_bytes: int = DEFAULT_MAX_BODY_BYTES,
     drift_window: int = 1000,
     body_timeout: float = DEFAULT_BODY_TIMEOUT,
@@ -543,7 +802,10 @@ def create_app(
     Parameters
     ----------
     models
-        Model name → base path holding integer version directories.
+        Model name → base path holding version directories (``1/``,
+        ``00000123/``: see :class:`~.backends.ModelVersions`), each a
+        SavedModel (any: a cnnlearn export, ``keras.Model.export``,
+        ``tf.saved_model.save``) and, for LiteRT, a ``model.tflite``.
     backend
         ``"tflite"`` (LiteRT, no TensorFlow) or ``"savedmodel"``.
     pinned
@@ -552,8 +814,14 @@ def create_app(
     poll_seconds
         How often the base paths are scanned for new versions (while the app
         runs under a server or a ``with TestClient(app)`` block).
-    max_batch, max_body_bytes
-        Larger requests are refused with 400 and 413.
+    max_batch, value_range, finite_only
+        Model-specific request checks, off by default as in TF Serving
+        (:class:`~.protocol.Guards`): the most rows per request (the chapter 8
+        server used :data:`DEFAULT_MAX_BATCH`), the ``(low, high)`` range of
+        every float input value (``(0, 1)`` for the chapter 8 models), and
+        refusing ``NaN`` and ``Infinity``. Each refusal is a 400.
+    max_body_bytes
+        Larger bodies are refused with 413.
     drift_window
         Images in each model's drift window.
     body_timeout
@@ -575,11 +843,15 @@ def create_app(
     """
     if not models:
         raise ValueError("no models to serve: expected {name: base_path}")
-    if max_batch < 1 or max_body_bytes < 1 or workers < 1:
+    if (max_batch is not None and max_batch < 1) or max_body_bytes < 1 or workers < 1:
         raise ValueError(
             "max_batch, max_body_bytes, workers must be >= 1: "
             f"got {max_batch}, {max_body_bytes}, {workers}"
         )
+    if value_range is not None and not (
+        len(value_range) == 2 and value_range[0] <= value_range[1]  # NaN fails
+    ):
+        raise ValueError(f"value_range must be (low, high), low <= high: {value_range}")
     if not body_timeout > 0 or inline_bytes < 0:  # NaN fails the first test
         raise ValueError(
             f"expected body_timeout > 0 s and inline_bytes >= 0, got "
@@ -596,7 +868,7 @@ def create_app(
     app.state.server = ServerState(
         managers,
         ServerMetrics(managers),
-        max_batch,
+        Guards(max_batch, tuple(value_range) if value_range else None, finite_only),
         max_body_bytes,
         poll_seconds,
         body_timeout,
@@ -605,11 +877,9 @@ def create_app(
     )
     app.add_exception_handler(HTTPException, http_error)
     app.add_exception_handler(Exception, internal_error)
-    for path, endpoint, method in ROUTES:
-        app.router.add_route(path, endpoint, methods=[method])
-    app.add_api_route(
-        "/monitoring/prometheus/metrics", prometheus_metrics, methods=["GET"]
-    )
+    # One route for everything: TF Serving's URLs ignore case and its answer
+    # to an unroutable /v1 URL is a 400, which Starlette's router cannot say.
+    app.router.add_route("/{path:path}", rest_api, methods=list(HTTP_METHODS))
     return app
 
 
@@ -795,11 +1065,6 @@ def server_config(
     )
 
 
-def _path(request: Request) -> tuple[str, str | None]:
-    params = request.path_params
-    return params["name"], params.get("version")
-
-
 def _bind(host: str, port: int) -> socket.socket:
     family = socket.AF_INET6 if ":" in host else socket.AF_INET
     sock = socket.socket(family, socket.SOCK_STREAM)
@@ -831,7 +1096,8 @@ def serve(
 
     Binds ``host:port`` (127.0.0.1 unless told otherwise; port 0 picks a free
     port), loads the models (``app_kwargs`` go to :func:`create_app`:
-    ``body_timeout``, ``workers``, ...), writes ``ready_file`` (JSON: url,
+    ``body_timeout``, ``workers``, the guards ``max_batch``, ``value_range``
+    and ``finite_only``, ...), writes ``ready_file`` (JSON: url,
     host, port, pid, backend, models) once it accepts connections, and runs
     uvicorn with uvloop and httptools, guarded against slow clients
     (:func:`server_config`: ``header_timeout``, ``keep_alive_timeout`` and

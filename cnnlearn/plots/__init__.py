@@ -21,6 +21,7 @@ from cnnlearn.plots.systems import (
     plot_trials,
 )
 from cnnlearn.plots.training import (
+    plot_accuracy_vs_seconds,
     plot_benchmark_curves,
     plot_confusion_matrix,
     plot_histories,
@@ -30,6 +31,7 @@ from cnnlearn.plots.training import (
 )
 
 __all__ = [
+    "plot_accuracy_vs_seconds",
     "plot_benchmark_curves",
     "plot_class_balance",
     "plot_confusion_matrix",

@@ -12,6 +12,7 @@ from matplotlib.figure import Figure
 from cnnlearn.plots._grid import image_grid
 
 __all__ = [
+    "plot_accuracy_vs_seconds",
     "plot_benchmark_curves",
     "plot_confusion_matrix",
     "plot_histories",
@@ -106,6 +107,23 @@ def plot_misclassified(
         if probabilities is not None:
             title += f"\n({probabilities[i].max():.2f})"
         ax.set_title(title, fontsize=8)
+    fig.tight_layout()
+    return fig
+
+
+def plot_accuracy_vs_seconds(
+    curves: dict[str, tuple[list[float], list[float]]], target: float = 0.99
+) -> Figure:
+    """Test accuracy against training seconds, one line per run, with the
+    ``target`` accuracy dashed (chapter 5's speedrun;
+    :func:`cnnlearn.report.speed.speedrun_curves` gives ``curves``)."""
+    fig, ax = plt.subplots(figsize=(6, 3.5))
+    for label, (seconds, accuracy) in curves.items():
+        style = "o-" if label.startswith("keras-io") else ".-"
+        ax.plot(seconds, [100 * a for a in accuracy], style, label=label)
+    ax.axhline(100 * target, color="grey", linestyle=":", label=f"{target:.1%} target")
+    ax.set(xlabel="training seconds", ylabel="test accuracy (%)", ylim=(97, 99.6))
+    ax.legend(fontsize=7)
     fig.tight_layout()
     return fig
 

@@ -7,15 +7,16 @@ and show them with the table builders of :mod:`~cnnlearn.report.tables`.
 :func:`show_source` puts the package's own code on a chapter's page.
 
 Public API: the package re-exports the names of :mod:`~.benchmarks`,
-:mod:`~.source`, :mod:`~.summary` and :mod:`~.tables`. Three modules are
+:mod:`~.source`, :mod:`~.summary` and :mod:`~.tables`. Four modules are
 exposed as modules instead, because their names read only with the module's
 name in front (the exception in :mod:`cnnlearn`'s rule):
 :mod:`~.claims` (the claims ledger: ``report.claims.check``),
-:mod:`~.provenance` (a benchmark run's record: ``report.provenance.start``) and
-:mod:`~.compression` (chapter 6's tables: ``report.compression.summarize``).
+:mod:`~.provenance` (a benchmark run's record: ``report.provenance.start``),
+:mod:`~.compression` (chapter 6's tables: ``report.compression.summarize``) and
+:mod:`~.speed` (chapter 5's speedrun and best-CNN tables).
 """
 
-from cnnlearn.report import claims, compression, provenance
+from cnnlearn.report import claims, compression, provenance, speed
 from cnnlearn.report.benchmarks import (
     RESULTS_URL,
     find_benchmark,
@@ -30,6 +31,7 @@ from cnnlearn.report.tables import (
     applications_table,
     backends_table,
     conv_ops_table,
+    faults_table,
     gpu_section,
     gpu_table,
     markdown_table,
@@ -51,6 +53,7 @@ __all__ = [
     "claims",
     "compression",
     "conv_ops_table",
+    "faults_table",
     "find_benchmark",
     "gpu_section",
     "gpu_table",
@@ -58,6 +61,7 @@ __all__ = [
     "markdown_table",
     "pipeline_table",
     "provenance",
+    "speed",
     "results_dir",
     "serving_table",
     "show_source",

@@ -10,6 +10,7 @@ __all__ = [
     "applications_table",
     "backends_table",
     "conv_ops_table",
+    "faults_table",
     "gpu_section",
     "gpu_table",
     "markdown_table",
@@ -417,3 +418,53 @@ def gpu_section(results: dict | None) -> str:
             "PyTorch (its docstring says how); this page shows it once it exists."
         )
     return markdown_table(gpu_table(results), ".3g", source=results)
+
+
+def _answers(answers: dict) -> str:
+    """``{"408": 50}`` as ``408 ×50``; a single answer without the count."""
+    return ", ".join(
+        key if count == 1 else f"{key} ×{count:g}" for key, count in answers.items()
+    )
+
+
+def _fault_detail(run: dict) -> str:
+    """The one number a scenario of ``benchmarks/faults.py`` adds, in words."""
+    if run.get("peak_mb") is not None:
+        return (
+            f"server memory {run['rss_before_mb']:.0f} MB → peak "
+            f"{run['peak_mb']:.0f} MB ({run['body_mb']:.0f} MB bodies)"
+        )
+    if run.get("idle_seconds_until_closed") is not None:
+        return f"closed after {run['idle_seconds_until_closed']:.1f} s idle"
+    if run.get("seconds_until_served") is not None:
+        return (
+            f"load failure shown, then v2 served "
+            f"{run['seconds_until_served']:.1f} s after the replacement"
+        )
+    return run.get("error_message") or run.get("failed") or ""
+
+
+def faults_table(results: dict) -> list[dict]:
+    """Rows of ``benchmarks/faults.py``'s result, one per hostile scenario
+    (chapter 8): what the server answered (an HTTP status, or ``closed``),
+    after how many seconds at most, how many of the health checks sent
+    meanwhile it answered and the slowest, and whether all was as expected.
+    Use with :func:`markdown_table`.
+    """
+    rows = []
+    for run in results["scenarios"].values():
+        health = run["health"]
+        rows.append(
+            {
+                "hostile client": run.get("title", run["description"]),
+                "server answered": _answers(run.get("answers", {})) or "—",
+                "within s": _round(run.get("answer_seconds_max"), 2),
+                "health checks answered": (
+                    f"{health['checks'] - health['failed']}/{health['checks']}"
+                ),
+                "slowest health check ms": _round(health["max_ms"], 1),
+                "as expected": "yes" if run["ok"] else "**no**",
+                "detail": _fault_detail(run),
+            }
+        )
+    return rows

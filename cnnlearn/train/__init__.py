@@ -12,10 +12,14 @@ Modules: :mod:`~cnnlearn.train.fitting` (``fit``), :mod:`~cnnlearn.train.evaluat
 
 from cnnlearn.train.evaluation import Evaluation, evaluate
 from cnnlearn.train.fitting import (
+    LR_SCHEDULES,
     PLAIN,
     EpochTimer,
+    EvaluateEachEpoch,
+    OneCycle,
     TrainResult,
     fit,
+    smoothed_sparse_crossentropy,
     split_validation,
 )
 from cnnlearn.train.runs import (
@@ -30,10 +34,13 @@ from cnnlearn.train.runs import (
 )
 
 __all__ = [
+    "LR_SCHEDULES",
     "PLAIN",
     "RUN_FILES",
     "EpochTimer",
+    "EvaluateEachEpoch",
     "Evaluation",
+    "OneCycle",
     "StopOnInterrupt",
     "TrainResult",
     "TrainingInterrupted",
@@ -43,6 +50,7 @@ __all__ = [
     "fit",
     "run_training",
     "save_run",
+    "smoothed_sparse_crossentropy",
     "split_validation",
     "versions",
 ]

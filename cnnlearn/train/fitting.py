@@ -24,12 +24,19 @@ from cnnlearn import compute, pipeline
 from cnnlearn.compute import Plan
 
 __all__ = [
+    "LR_SCHEDULES",
     "PLAIN",
     "EpochTimer",
+    "EvaluateEachEpoch",
+    "OneCycle",
     "TrainResult",
     "fit",
+    "smoothed_sparse_crossentropy",
     "split_validation",
 ]
+
+# The learning-rate schedules :func:`fit` knows (its ``lr_schedule``).
+LR_SCHEDULES = ("constant", "cosine", "one_cycle")
 
 
 # The plan overrides that give plain ``model.fit(numpy)`` in float32: the
@@ -41,6 +48,74 @@ PLAIN = {
     "precision": "float32",
     "jit_compile": False,
 }
+
+
+class OneCycle(keras.optimizers.schedules.LearningRateSchedule):
+    """One-cycle learning rate (Smith and Topin, 2019), for short runs (chapter 5).
+
+    Rises linearly from ``peak / div_factor`` to ``peak`` over the first
+    ``warmup`` fraction of ``total_steps``, then falls along a half cosine to
+    ``peak / final_div_factor`` at the last step (the shape of PyTorch's
+    ``OneCycleLR`` with its cosine annealing, for the learning rate only).
+    """
+
+    def __init__(
+        self,
+        peak: float,
+        total_steps: int,
+        warmup: float = 0.25,
+        div_factor: float = 25.0,
+        final_div_factor: float = 1e4,
+    ):
+        if total_steps < 1 or not 0.0 < warmup < 1.0:
+            raise ValueError(
+                f"one-cycle needs total_steps >= 1 and 0 < warmup < 1, got "
+                f"{total_steps} and {warmup}"
+            )
+        self.peak, self.total_steps, self.warmup = peak, total_steps, warmup
+        self.div_factor, self.final_div_factor = div_factor, final_div_factor
+
+    def __call__(self, step):
+        ops = keras.ops
+        step = ops.cast(step, "float32")
+        start, end = self.peak / self.div_factor, self.peak / self.final_div_factor
+        rise = max(1.0, self.warmup * self.total_steps)
+        fall = max(1.0, self.total_steps - 1 - rise)
+        up = start + (self.peak - start) * ops.minimum(step / rise, 1.0)
+        t = ops.clip((step - rise) / fall, 0.0, 1.0)
+        down = end + (self.peak - end) * 0.5 * (1.0 + ops.cos(np.pi * t))
+        return ops.where(step < rise, up, down)
+
+    def get_config(self) -> dict:
+        return {
+            "peak": self.peak,
+            "total_steps": self.total_steps,
+            "warmup": self.warmup,
+            "div_factor": self.div_factor,
+            "final_div_factor": self.final_div_factor,
+        }
+
+
+def smoothed_sparse_crossentropy(label_smoothing: float):
+    """Cross-entropy on integer labels with label smoothing (chapter 5).
+
+    Keras' ``SparseCategoricalCrossentropy`` has no ``label_smoothing``; this
+    one-hot encodes the labels and calls ``categorical_crossentropy`` with it:
+    the target puts ``1 - label_smoothing`` on the right class plus an equal
+    share of ``label_smoothing`` on every class.
+    """
+    if not 0.0 <= label_smoothing < 1.0:
+        raise ValueError(f"label_smoothing must be in [0, 1), got {label_smoothing}")
+
+    def loss(y_true, y_pred):
+        labels = keras.ops.cast(keras.ops.reshape(y_true, (-1,)), "int32")
+        target = keras.ops.one_hot(labels, keras.ops.shape(y_pred)[-1])
+        return keras.losses.categorical_crossentropy(
+            target, y_pred, label_smoothing=label_smoothing
+        )
+
+    loss.__name__ = "smoothed_sparse_crossentropy"
+    return loss
 
 
 class EpochTimer(keras.callbacks.Callback):
@@ -55,6 +130,30 @@ class EpochTimer(keras.callbacks.Callback):
     def on_epoch_end(self, epoch, logs=None):
         if logs is not None:
             logs["seconds"] = time.perf_counter() - self._start
+
+
+class EvaluateEachEpoch(keras.callbacks.Callback):
+    """Evaluates on held-out ``(x, y)`` after each epoch, outside its time.
+
+    Pass it in :func:`fit`'s ``callbacks``: ``fit`` puts :class:`EpochTimer`
+    first, so the timer has stopped before this runs and the evaluation is
+    not in ``"seconds"`` (chapter 5's speedrun; ``values`` holds the
+    accuracies). With ``stop_at``, training stops after the first epoch whose
+    accuracy reaches it.
+    """
+
+    def __init__(self, x, y, stop_at: float | None = None, batch_size: int = 1024):
+        super().__init__()
+        self.x, self.y, self.stop_at, self.batch_size = x, y, stop_at, batch_size
+        self.values: list[float] = []
+
+    def on_epoch_end(self, epoch, logs=None):
+        _, accuracy = self.model.evaluate(
+            self.x, self.y, batch_size=self.batch_size, verbose=0
+        )
+        self.values.append(float(accuracy))
+        if self.stop_at is not None and accuracy >= self.stop_at:
+            self.model.stop_training = True
 
 
 @dataclass
@@ -108,6 +207,7 @@ def fit(
     validation_split: float = 0.1,
     learning_rate: float = 1e-3,
     lr_schedule: str = "constant",
+    label_smoothing: float = 0.0,
     seed: int = 0,
     device: str = "auto",
     output_dir: str | Path | None = None,
@@ -132,7 +232,12 @@ def fit(
         Fraction of ``(x, y)`` held out at random (seeded) for validation.
     learning_rate, lr_schedule
         Adam's learning rate for ``batch_size`` (the plan scales it when it
-        grows the batch); ``"cosine"`` decays it to 1 % over all steps.
+        grows the batch); ``"cosine"`` decays it to 1 % over all steps;
+        ``"one_cycle"`` warms up to it and anneals it (:class:`OneCycle`).
+    label_smoothing
+        Train on smoothed targets (:func:`smoothed_sparse_crossentropy`);
+        ``0.0`` is the plain sparse cross-entropy. Whatever it is, the returned
+        model is compiled with the plain loss, so evaluation is comparable.
     seed
         Drives ``keras.utils.set_random_seed``: shuffling, dropout, augmentation
         and the validation split. The initial weights were drawn when the model
@@ -181,7 +286,7 @@ def fit(
         optimizer = _make_optimizer(
             learning_rate * plan.learning_rate_scale, lr_schedule, epochs * steps, plan
         )
-        _compile_for_plan(model, optimizer, plan)
+        _compile_for_plan(model, optimizer, plan, label_smoothing)
     monitor = "val_loss" if val is not None else "loss"
     cbs = [
         EpochTimer(),
@@ -230,16 +335,20 @@ def _resolve_plan(
 def _make_optimizer(
     learning_rate: float, lr_schedule: str, total_steps: int, plan: Plan
 ) -> keras.optimizers.Optimizer:
-    """Adam at ``learning_rate``, constant or cosine-decayed to 1 % over
-    ``total_steps``; loss-scaled when ``plan`` trains in float16."""
+    """Adam at ``learning_rate``: constant, cosine-decayed to 1 % over
+    ``total_steps``, or one-cycle; loss-scaled when ``plan`` trains in float16."""
     if lr_schedule == "cosine":
         lr = keras.optimizers.schedules.CosineDecay(
             learning_rate, decay_steps=total_steps, alpha=0.01
         )
+    elif lr_schedule == "one_cycle":
+        lr = OneCycle(learning_rate, total_steps)
     elif lr_schedule == "constant":
         lr = learning_rate
     else:
-        raise ValueError(f"unknown lr_schedule {lr_schedule!r}: constant or cosine")
+        raise ValueError(
+            f"unknown lr_schedule {lr_schedule!r}: expected one of {LR_SCHEDULES}"
+        )
     optimizer = keras.optimizers.Adam(lr)
     if plan.precision == "mixed_float16":  # keep small gradients from underflowing
         optimizer = keras.optimizers.LossScaleOptimizer(optimizer)
@@ -247,14 +356,23 @@ def _make_optimizer(
 
 
 def _compile_for_plan(
-    model: keras.Model, optimizer: keras.optimizers.Optimizer, plan: Plan
+    model: keras.Model,
+    optimizer: keras.optimizers.Optimizer,
+    plan: Plan,
+    label_smoothing: float = 0.0,
 ) -> None:
     """Set the plan's precision on ``model`` and compile it for classification
-    with the plan's ``steps_per_execution`` and XLA choice."""
+    (label-smoothed if asked) with the plan's ``steps_per_execution`` and XLA
+    choice."""
     compute.apply_precision(model, plan.precision)
+    loss = (
+        smoothed_sparse_crossentropy(label_smoothing)
+        if label_smoothing
+        else "sparse_categorical_crossentropy"
+    )
     model.compile(
         optimizer=optimizer,
-        loss="sparse_categorical_crossentropy",
+        loss=loss,
         metrics=["accuracy"],
         steps_per_execution=plan.steps_per_execution,
         jit_compile=plan.jit_compile,

@@ -302,6 +302,7 @@ def run_training(
                 validation_split=config.validation_split,
                 learning_rate=spec.learning_rate,
                 lr_schedule=spec.lr_schedule,
+                label_smoothing=spec.label_smoothing,
                 seed=config.seed,
                 device=config.device,
                 output_dir=stage,

@@ -1,9 +1,22 @@
-"""Running a search, resuming it, and retraining the winner (chapter 7)."""
+"""Running a search, resuming it, and retraining the winner (chapter 7).
+
+A search leaves two kinds of files in its directory. KerasTuner's own state
+(``<algorithm>/``: ``oracle.json`` and a ``trial_<id>/trial.json`` per trial)
+is written by KerasTuner trial by trial and is not staged: it is the search's
+resumable journal, which a tuner made with ``overwrite=False`` reloads
+(KerasTuner 1.4's ``Oracle.reload`` reads every ``trial.json`` and queues the
+trials that were still running for a retry), so a killed search must find it
+as it was. The run's
+summary (``trials.csv``, ``best_hparams.json``, ``best_model.keras`` and
+``search.json``, written last) is published as one run by
+:func:`publish_search`, like ``cnnlearn train``'s run directory.
+"""
 
 from __future__ import annotations
 
 import csv
 import json
+import shutil
 import time
 import warnings
 from dataclasses import dataclass
@@ -17,16 +30,25 @@ import keras_tuner as kt
 import numpy as np
 
 from cnnlearn import compute, train
-from cnnlearn._io import atomic_path, check_keras_file, check_output_dir, write_json
+from cnnlearn._io import (
+    atomic_path,
+    check_keras_file,
+    check_output_dir,
+    publish_dir,
+    staging_dir,
+    write_json,
+)
 from cnnlearn.config import RunConfig, load_data
 from cnnlearn.progress import say
 from cnnlearn.tune.space import ALGORITHMS, CNNHyperModel, build_model, count_params
 
 __all__ = [
     "DEFAULT_BATCH_SIZE",
+    "SEARCH_FILES",
     "SearchResult",
     "fit_and_test",
     "make_tuner",
+    "publish_search",
     "retrain",
     "run_search",
     "summarize_trials",
@@ -35,6 +57,9 @@ __all__ = [
 
 #: The batch of the trials and the retraining when ``config.batch_size`` is None.
 DEFAULT_BATCH_SIZE = 128
+#: A search run's summary, published together; ``search.json`` (last) marks it
+#: complete.
+SEARCH_FILES = ("trials.csv", "best_hparams.json", "best_model.keras", "search.json")
 
 
 def make_tuner(
@@ -255,10 +280,10 @@ def _check_arguments(algorithm: str, max_trials: int, max_epochs: int) -> None:
 
 
 def _collect_trials(
-    tuner: kt.Tuner, algorithm: str, out: Path, param_budget: int | None
+    tuner: kt.Tuner, algorithm: str, param_budget: int | None
 ) -> tuple[list[dict], dict, dict]:
-    """The trial table, the best trial's hyperparameters and its record; writes
-    ``trials.csv`` and ``best_hparams.json`` into ``out``."""
+    """The trial table, the best trial's hyperparameters and its record (for
+    ``trials.csv`` and ``best_hparams.json``)."""
     trials = trials_table(tuner)
     completed = [t for t in trials if t["status"] == "COMPLETED" and t["epochs"]]
     if not completed:
@@ -280,9 +305,6 @@ def _collect_trials(
         "params": row["params"],
         "val_accuracy": row["val_accuracy"],
     }
-    out.mkdir(parents=True, exist_ok=True)
-    _write_csv(out / "trials.csv", trials)
-    write_json(out / "best_hparams.json", info)
     return trials, best, info
 
 
@@ -300,7 +322,10 @@ def _search_split(config: RunConfig):
 def _retrain_or_reuse(
     out: Path, best: dict, epochs: int, batch_size: int, seed: int, verbose: int
 ):
-    """The model a previous run retrained, if it matches; else ``(None, None)``."""
+    """The model a previous run retrained, if it matches; else ``(None, None)``.
+
+    Read from the run published in ``out``: its ``search.json`` describes its
+    ``best_model.keras`` (:func:`publish_search` publishes them together)."""
     path, previous = out / "best_model.keras", out / "search.json"
     if not (path.is_file() and previous.is_file()):
         return None, None
@@ -327,12 +352,14 @@ def _retrain_best(
     epochs: int,
     batch_size: int,
     verbose: int,
-) -> tuple[keras.Model, dict]:
+) -> tuple[keras.Model, dict, Path | None]:
     """Retrain ``best`` on the whole training set and test it once, or reuse the
-    model a previous run in ``out`` retrained the same way."""
+    model a previous run in ``out`` retrained the same way; the path of the
+    file reused (``None`` when retrained) comes third."""
     model, final = _retrain_or_reuse(
         out, best, epochs, batch_size, config.seed, verbose
     )
+    reused = out / "best_model.keras" if model is not None else None
     if model is None:
         say(f"retraining the best configuration ({epochs} epochs)", verbose)
         full = load_data(config.replace(data_fraction=1.0))
@@ -347,11 +374,40 @@ def _retrain_best(
             seed=config.seed,
             device=config.device,
         )
-        with atomic_path(out / "best_model.keras") as tmp:
-            model.save(tmp)
     final["hyperparameters"] = best
     say(f"best model: test accuracy {final['test_accuracy']:.4f}", verbose)
-    return model, final
+    return model, final, reused
+
+
+def publish_search(
+    directory: str | Path,
+    trials: list[dict],
+    best: dict,
+    report: dict,
+    model: keras.Model | None = None,
+    model_file: str | Path | None = None,
+) -> None:
+    """Publish a search's summary into ``directory`` as one run (chapter 7).
+
+    ``trials.csv`` (``trials``), ``best_hparams.json`` (``best``),
+    ``best_model.keras`` (``model`` saved, or ``model_file`` copied: the file
+    of a previous run that is reused) and ``search.json`` (``report``, last)
+    are written into a staging directory and published together
+    (:func:`cnnlearn._io.publish_dir`), replacing the previous run's; without
+    a model the previous ``best_model.keras`` is removed too, as no report
+    describes it. If anything fails first, ``directory`` keeps the run it
+    had. KerasTuner's state in ``directory/<algorithm>/`` is not touched: it
+    is the search's resumable journal (see the module docstring).
+    """
+    with staging_dir(directory, "search.json") as stage:
+        _write_csv(stage / "trials.csv", trials)
+        write_json(stage / "best_hparams.json", best)
+        if model_file is not None:
+            shutil.copy2(model_file, stage / "best_model.keras")
+        elif model is not None:
+            model.save(stage / "best_model.keras")
+        write_json(stage / "search.json", report)
+        publish_dir(stage, directory, "search.json", retire=SEARCH_FILES)
 
 
 def run_search(
@@ -388,7 +444,9 @@ def run_search(
     directory
         Output directory: the tuner's state (``directory/<algorithm>/``),
         ``trials.csv``, ``best_hparams.json``, ``best_model.keras`` and
-        ``search.json``. Run again on it and the search resumes.
+        ``search.json``, these four published together once the run is
+        complete (:func:`publish_search`). Run again on it and the search
+        resumes.
     max_trials, max_epochs
         Random and Bayesian search: at most ``max_trials`` trials of
         ``max_epochs`` epochs each. Hyperband: ``max_epochs`` is the most any
@@ -433,7 +491,7 @@ def run_search(
     fit_kwargs = {"x": x_fit, "y": y_fit, "validation_data": val}
     with compute.device_scope(compute.resolve_device(config.device)):
         _search(tuner, algorithm, max_epochs, epoch_budget, fit_kwargs)
-    trials, best, best_info = _collect_trials(tuner, algorithm, out, param_budget)
+    trials, best, best_info = _collect_trials(tuner, algorithm, param_budget)
     report = {
         "algorithm": algorithm,
         "dataset": config.dataset,
@@ -453,9 +511,9 @@ def run_search(
         "config": config.to_dict(),
         "versions": train.versions(),
     }
-    model, final = None, None
+    model, final, reused = None, None, None
     if retrain_best:
-        model, final = _retrain_best(
+        model, final, reused = _retrain_best(
             config,
             out,
             best,
@@ -464,7 +522,7 @@ def run_search(
             verbose=verbose,
         )
     report["final"] = final
-    write_json(out / "search.json", report)
+    publish_search(out, trials, best_info, report, model, reused)
     return SearchResult(algorithm, trials, best, report, model)
 
 
