@@ -2,11 +2,23 @@
 
 from __future__ import annotations
 
+import atexit
 import os
+import shutil
+import tempfile
 from pathlib import Path
 
-import matplotlib
-import pytest
+# A matplotlib font cache of this session's own, for this process and the notebook
+# kernels and builds it starts. A stale ~/.cache/matplotlib, written by a
+# matplotlib whose bundled fonts were gone (a venv deleted under a running
+# process), lacks STIX: then every log-scale figure prints "findfont: Font family
+# 'STIXGeneral' not found" to stderr, and nbval reports a changed cell.
+if "MPLCONFIGDIR" not in os.environ:
+    os.environ["MPLCONFIGDIR"] = tempfile.mkdtemp(prefix="cnnlearn-mpl-")
+    atexit.register(shutil.rmtree, os.environ["MPLCONFIGDIR"], ignore_errors=True)
+
+import matplotlib  # noqa: E402  (reads MPLCONFIGDIR on import)
+import pytest  # noqa: E402
 
 # Agg for this process only. Not MPLBACKEND: the notebook kernels that nbval and
 # papermill start would inherit it and show no figures, while the committed

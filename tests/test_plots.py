@@ -1,5 +1,7 @@
 from __future__ import annotations
 
+import io
+
 import matplotlib.pyplot as plt
 import numpy as np
 import pytest
@@ -110,3 +112,14 @@ def test_accuracy_against_seconds_draws_each_run_and_the_target():
     lines = [line.get_label() for line in ax.get_lines()]
     assert lines == [*curves, "99.0% target"]
     assert ax.get_lines()[0].get_ydata()[1] == pytest.approx(99.1)
+
+
+def test_log_scale_figures_find_their_fonts(caplog):
+    """Log-scale tick labels are mathtext, which falls back to matplotlib's own
+    STIX fonts: a font cache without them makes each such figure warn on stderr
+    (and nbval then fails the chapter's cell). conftest gives the session a cache
+    of its own; this fails first, with the reason, if fonts still go missing."""
+    fig = plots.plot_pixel_histograms({"x": X})
+    with caplog.at_level("WARNING", logger="matplotlib.font_manager"):
+        fig.savefig(io.BytesIO(), format="png")
+    assert not caplog.records, [r.getMessage() for r in caplog.records]
