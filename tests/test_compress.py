@@ -645,49 +645,8 @@ def test_results_tables_goals_and_plot():
     assert len(fig.axes[0].texts) == 4
 
 
-def test_int8_speed_and_distillation_verdict():
+def test_distillation_verdict():
     from cnnlearn.report import compression as results
-
-    def row(model, method, latency_ms, throughput):
-        return {
-            "model": model,
-            "method": method,
-            "seed": 0,
-            "nonzero_params": 10,
-            "accuracy": 0.9,
-            "latency_ms": latency_ms,
-            "throughput_per_s": throughput,
-        }
-
-    bench = {
-        "rows": [
-            {"model": "seed", "method": "keras", "nonzero_params": 10, "accuracy": 0.9},
-            row("seed", "float32", 0.02, 15_000.0),
-            row("seed", "int8", 0.06, 10_000.0),
-            row("strong", "float32", 0.3, 100.0),
-            row("strong", "int8", 0.1, 400.0),
-        ],
-        "keras_latency": {"seed": {"litert_float32_ms": 0.01, "litert_int8_ms": 0.04}},
-    }
-    speed = {(r["model"], r["batch"]): r for r in results.int8_speed(bench)}
-    assert list(speed) == [
-        ("seed", "batch 1"),
-        ("seed", "batch 64"),
-        ("seed", "batch 1, back to back"),
-        ("strong", "batch 1"),
-        ("strong", "batch 64"),
-    ]
-    assert speed["seed", "batch 1"]["speedup"] == pytest.approx(1 / 3)
-    assert speed["seed", "batch 1"]["int8"] == pytest.approx(60.0)  # µs
-    assert speed["seed", "batch 64"]["speedup"] == pytest.approx(2 / 3)
-    assert speed["seed", "batch 1, back to back"]["speedup"] == pytest.approx(0.25)
-    assert speed["strong", "batch 1"]["speedup"] == pytest.approx(3.0)
-    assert speed["strong", "batch 64"]["speedup"] == pytest.approx(4.0)
-    assert results.speed_phrase(1 / 3) == "3.0× slower than"
-    assert results.speed_phrase(2.44) == "2.4× faster than"
-    assert results.speed_phrase(1.02) == "as fast as"
-    with pytest.raises(ValueError, match="positive"):
-        results.speed_phrase(0.0)
 
     def runs(kind, accuracies):
         return [{"method": kind, "accuracy": a} for a in accuracies]

@@ -51,7 +51,29 @@ def speedrun():
         "no batch norm": run(0, 18.5, [0.97, 0.9855]),
     }
     return {
-        "epochs": {"val_accuracy": {"1": 0.986, "2": 0.9912}, "chosen": 2},
+        "choice": {
+            "candidates": [
+                {
+                    "variant": "bn",
+                    "epochs": 1,
+                    "val_accuracy": 0.986,
+                    "wall_seconds": 9.0,
+                },
+                {
+                    "variant": "bn",
+                    "epochs": 2,
+                    "val_accuracy": 0.9912,
+                    "wall_seconds": 18.0,
+                },
+                {
+                    "variant": "no bn",
+                    "epochs": 1,
+                    "val_accuracy": 0.9911,
+                    "wall_seconds": 8.0,
+                },
+            ],
+            "chosen": {"variant": "no bn", "epochs": 1},
+        },
         "baseline": base,
         "recipe": {"runs": [run(s, 20.0, [0.985, 0.991]) for s in range(2)]},
         "ablation": ablation,
@@ -91,10 +113,11 @@ def test_speedrun_table_times_the_baseline_to_its_target(speedrun):
     assert (row["epochs"], row["wall s"]) == ("> 3", "—")
 
 
-def test_epoch_choice_marks_the_chosen_epochs(speedrun):
-    rows = speed.epoch_choice_table(speedrun)
-    assert [(r["epochs"], r["chosen"]) for r in rows] == [(1, ""), (2, "yes")]
-    assert rows[1]["validation accuracy"] == "99.12%"
+def test_choice_marks_the_chosen_configuration_and_epochs(speedrun):
+    rows = speed.choice_table(speedrun)
+    chosen = [(r["configuration"], r["epochs"], r["chosen"]) for r in rows]
+    assert chosen == [("bn", 1, ""), ("bn", 2, ""), ("no bn", 1, "yes")]
+    assert rows[1]["validation accuracy"] == "99.12%" and rows[2]["wall s"] == "8.0"
 
 
 def test_ablation_says_what_each_ingredient_buys(speedrun):
@@ -132,3 +155,17 @@ def test_sections_with_results_show_tables_and_notes(best, speedrun):
     assert text.count("\n|---") == 4  # choice, runs, goals, ablation
     no_ablation = speed.speedrun_section({**speedrun, "ablation": {}})
     assert no_ablation.count("\n|---") == 3
+
+
+def test_summary_states_the_choice_and_each_goal(speedrun):
+    results = {
+        **speedrun,
+        "goals": [goal("accuracy", 0.991, True), goal("speed-up", 4.5, True)],
+    }
+    text = speed.speedrun_summary(results)
+    assert "**no bn**, 1 epoch." in text
+    assert "mean test accuracy of 99.10%" in text and "in 20.0 s" in text
+    assert "4.5× faster than keras-io's 90.0 s" in text
+    missed = {**results, "goals": [goal("a", 0.98, False), goal("s", None, False)]}
+    text = speed.speedrun_summary(missed)
+    assert "never reached the target" in text and text.count("not met") == 2

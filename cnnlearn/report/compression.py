@@ -19,10 +19,8 @@ __all__ = [
     "goals",
     "runtime_choice",
     "int8_claim",
-    "int8_speed",
     "int8_verdicts",
     "runtime_table",
-    "speed_phrase",
     "peer_table",
     "summarize",
     "summary_table",
@@ -209,70 +207,6 @@ def distillation_verdict(rows: list[dict]) -> dict:
     else:
         verdict = "no difference beyond the spread between seeds"
     return {"gain": gain, "spread": spread, "verdict": verdict}
-
-
-def int8_speed(results: dict) -> list[dict]:
-    """LiteRT int8 against LiteRT float32, at each batch size measured (chapter 6).
-
-    One row per model and measurement: ``batch 1`` is the seed-averaged
-    per-image latency (``latency_ms``), ``batch 64`` the seed-averaged
-    throughput (``throughput_per_s``), and ``batch 1, back to back`` the pair
-    the benchmark's latency step timed one right after the other
-    (``keras_latency``), where it did. ``speedup`` is how many times faster
-    int8 ran than float32: below 1, int8 was slower.
-    """
-    rows = []
-    for model in dict.fromkeys(r["model"] for r in results["rows"]):
-        methods = {e["method"]: e for e in summarize(results, model)}
-        f32, int8 = methods.get("float32"), methods.get("int8")
-        if f32 is None or int8 is None or "latency_ms" not in f32:
-            continue
-        pairs = [
-            (
-                "batch 1",
-                "µs/image",
-                1000 * f32["latency_ms"],
-                1000 * int8["latency_ms"],
-            ),
-            ("batch 64", "images/s", f32["throughput_per_s"], int8["throughput_per_s"]),
-        ]
-        timing = results.get("keras_latency", {}).get(model, {})
-        if "litert_float32_ms" in timing and "litert_int8_ms" in timing:
-            pairs.append(
-                (
-                    "batch 1, back to back",
-                    "µs/image",
-                    1000 * timing["litert_float32_ms"],
-                    1000 * timing["litert_int8_ms"],
-                )
-            )
-        for batch, unit, f, q in pairs:
-            speedup = q / f if unit == "images/s" else f / q
-            rows.append(
-                {
-                    "model": model,
-                    "batch": batch,
-                    "unit": unit,
-                    "float32": f,
-                    "int8": q,
-                    "speedup": speedup,
-                }
-            )
-    return rows
-
-
-def speed_phrase(speedup: float) -> str:
-    """``"2.4× faster than"``, ``"3.1× slower than"`` or ``"as fast as"``.
-
-    ``speedup`` as :func:`int8_speed` gives it; chapter 6 builds its sentence
-    on int8's speed from it, so the words follow the data.
-    """
-    if speedup <= 0:
-        raise ValueError(f"a speedup is positive, got {speedup}")
-    ratio = max(speedup, 1 / speedup)
-    if f"{ratio:.1f}" == "1.0":
-        return "as fast as"
-    return f"{ratio:.1f}× {'faster' if speedup > 1 else 'slower'} than"
 
 
 def runtime_table(results: dict, model: str) -> list[dict]:

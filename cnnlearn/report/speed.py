@@ -16,11 +16,12 @@ __all__ = [
     "SPEEDRUN_RULES",
     "best_cnn_section",
     "best_cnn_table",
-    "epoch_choice_table",
+    "choice_table",
     "goals_table",
     "speedrun_ablation_table",
     "speedrun_curves",
     "speedrun_section",
+    "speedrun_summary",
     "speedrun_table",
 ]
 
@@ -107,23 +108,27 @@ def speedrun_table(results: dict) -> list[dict]:
     return rows
 
 
-def epoch_choice_table(results: dict) -> list[dict]:
-    """Stage 1 of the speedrun: validation accuracy per candidate number of
-    epochs (the test set unseen), and which one was chosen."""
-    choice = results["epochs"]
+def choice_table(results: dict) -> list[dict]:
+    """Stage 1 of the speedrun: each (variant, epochs) run on the validation
+    split (the test set unseen), its accuracy and seconds, and the one chosen."""
+    chosen = results["choice"]["chosen"]
     return [
         {
-            "epochs": int(epochs),
-            "validation accuracy": _percent(accuracy),
-            "chosen": "yes" if int(epochs) == choice["chosen"] else "",
+            "configuration": row["variant"],
+            "epochs": row["epochs"],
+            "validation accuracy": _percent(row["val_accuracy"]),
+            "wall s": _seconds(row["wall_seconds"]),
+            "chosen": "yes"
+            if (row["variant"], row["epochs"]) == (chosen["variant"], chosen["epochs"])
+            else "",
         }
-        for epochs, accuracy in choice["val_accuracy"].items()
+        for row in results["choice"]["candidates"]
     ]
 
 
 def speedrun_ablation_table(results: dict) -> list[dict]:
-    """What each ingredient buys: the recipe less one ingredient at a time,
-    with its wall time and accuracy and the change from the full recipe."""
+    """What each ingredient buys: the chosen recipe with one ingredient changed
+    at a time, with its wall time and accuracy and the change from the recipe."""
     ablation = results["ablation"]
     full = ablation["recipe (all)"]
     rows = []
@@ -164,14 +169,43 @@ def best_cnn_section(results: dict | None) -> str:
     )
 
 
+def speedrun_summary(results: dict) -> str:
+    """One paragraph of ``speedrun.json``: the configuration chosen on the
+    validation split, the mean test accuracy and the speed-up, each against
+    its goal."""
+    chosen = results["choice"]["chosen"]
+    runs = results["recipe"]["runs"]
+    mean = sum(r["final_test_accuracy"] for r in runs) / len(runs)
+    seconds = sum(r["wall_seconds"] for r in runs) / len(runs)
+    accuracy_goal, speed_goal = results["goals"]
+    speedup = speed_goal["value"]
+    base = results["baseline"]["seconds_to_target"]
+    faster = (
+        "keras-io's recipe never reached the target"
+        if speedup is None
+        else f"{speedup:.1f}× faster than keras-io's {_seconds(base)} s to the target"
+    )
+    verdict = {True: "met", False: "not met"}
+    return (
+        f"Chosen on the validation split: **{chosen['variant']}**, "
+        f"{chosen['epochs']} epoch{'s' if chosen['epochs'] > 1 else ''}. Over "
+        f"{len(runs)} seeds it reached a mean test accuracy of {mean:.2%} "
+        f"(goal {accuracy_goal['target']}: {verdict[accuracy_goal['met']]}) in "
+        f"{_seconds(seconds)} s on average, {faster} (goal "
+        f"{speed_goal['target']}×: {verdict[speed_goal['met']]})."
+    )
+
+
 def speedrun_section(results: dict | None) -> str:
-    """Markdown for ``speedrun.json``: the epoch choice, the runs, the goals
-    and the ablation; or a line saying it is not measured yet."""
+    """Markdown for ``speedrun.json``: a summary, the choice of configuration
+    and epochs, the runs, the goals and the ablation; or a line saying it is
+    not measured yet."""
     if results is None:
         return NOT_MEASURED.format(what="The speedrun", script="speedrun")
-    parts = [epoch_choice_table(results), speedrun_table(results)]
+    parts = [choice_table(results), speedrun_table(results)]
     parts += [goals_table(results)]
     if results.get("ablation"):
         parts.append(speedrun_ablation_table(results))
     tables = [markdown_table(rows) for rows in parts[:-1]]
-    return "\n\n".join([*tables, markdown_table(parts[-1], source=results)])
+    last = markdown_table(parts[-1], source=results)
+    return "\n\n".join([speedrun_summary(results), *tables, last])
