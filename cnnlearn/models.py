@@ -188,20 +188,20 @@ def speedrun_cnn(
     num_classes: int = 10,
     batch_norm: bool = True,
 ):
-    """A small batch-norm CNN for the 99 % speedrun (速通, chapter 5).
+    """A small CNN for the 99 % speedrun (速通, chapter 5), batch norm optional.
 
-    Two 3×3 convolutions with batch norm and ReLU (32 filters at 28×28, max
-    pooling, 64 at 14×14, max pooling), Dense(128) with batch norm and ReLU,
-    then the softmax; batch-norm momentum 0.9, so that its statistics settle
-    within the few hundred steps of a short run. No dropout and no
-    augmentation: regularizers for long runs, which a two-epoch run has little
-    use for. The recipe (see
-    :data:`MODELS`): batch 256, a one-cycle learning rate peaking at 1e-2,
-    label smoothing 0.1, two epochs (chosen on a validation split, never on the
-    test set), in the precision :func:`cnnlearn.compute.plan` picks.
-    ``benchmarks/speedrun.py`` times it against keras-io's ``mnist_convnet``
-    (:func:`keras_io_convnet`) and measures what each ingredient buys;
-    ``batch_norm=False`` (biased ReLU layers instead) is its ablation.
+    Two 3×3 convolutions with ReLU (32 filters at 28×28, max pooling, 64 at
+    14×14, max pooling), Dense(128) with ReLU, then the softmax. With
+    ``batch_norm`` (the default) each hidden layer has batch norm, momentum
+    0.9 so that its statistics settle within the few hundred steps of a short
+    run; without it, biased layers. No dropout and no augmentation:
+    regularizers for long runs, which a two-epoch run has little use for. The
+    recipe (see :data:`MODELS`): batch 256, a one-cycle learning rate peaking
+    at 1e-2, label smoothing 0.1, in the precision :func:`cnnlearn.compute.plan`
+    picks. ``benchmarks/speedrun.py`` chooses on a validation split (never the
+    test set) whether to keep batch norm, the input pipeline and the number of
+    epochs, times the result against keras-io's ``mnist_convnet``
+    (:func:`keras_io_convnet`) and measures what each ingredient buys.
     """
     block = _conv_bn_relu_fast if batch_norm else _conv_relu
     hidden = (
@@ -440,7 +440,7 @@ MODELS: dict[str, ModelSpec] = {
     ),
     "speedrun": ModelSpec(
         speedrun_cnn,
-        "small BN CNN, one-cycle, label smoothing (the 99 % speedrun)",
+        "small CNN, one-cycle, label smoothing (the 99 % speedrun)",
         epochs=2,
         batch_size=256,
         learning_rate=1e-2,
