@@ -1,35 +1,40 @@
 """Benchmark: the chapter-8 model server against a naive one, on loopback.
 
-Four servers, each a subprocess on 127.0.0.1, serving the same seed CNN
-(trained for one epoch on 10 % of MNIST: accuracy does not matter here):
+Servers, each a subprocess on 127.0.0.1, serving the same seed CNN (trained
+for one epoch on 10 % of MNIST: accuracy does not matter here):
 
 * ``naive``: the reference from issue 9: one FastAPI process, a pydantic body
   model, a sync endpoint (Starlette's thread pool) calling one float32 LiteRT
   interpreter under a lock, JSON ``instances`` in and ``.tolist()`` out;
-* ``cnnlearn_tflite``: ``cnnlearn serve --backend tflite``;
+* ``cnnlearn_tflite``: ``cnnlearn serve --backend tflite``, with its gRPC
+  port (TF Serving's ``PredictionService``) open too;
 * ``cnnlearn_tflite_no_gc_freeze``: the same with ``--no-gc-freeze``, for two
   scenarios: what moving the objects alive after start-up out of the garbage
   collector's reach (``gc.freeze``) buys;
-* ``cnnlearn_savedmodel``: ``cnnlearn serve --backend savedmodel``.
+* ``cnnlearn_savedmodel``: ``cnnlearn serve --backend savedmodel``;
+* ``cnnlearn_*_batching``: each backend with ``--enable-batching`` and
+  :data:`BATCHING` (TF Serving's ``--batching_parameters_file``), for the
+  scenarios with many concurrent single-image clients.
 
-The load: C client threads in this process, each on one keep-alive connection,
-sending a pre-built request as fast as answers come back for T seconds, after a
-one-second warm-up that is not counted. All servers run at once, idle but one,
-and the scenarios run in R interleaved rounds of T/R seconds, the server order
-rotating each round; every number reported is the median over the rounds.
-Scenarios: single-image requests at 1 and 4 clients as float JSON
-(``instances``), and at 4 clients as base64 bytes; batch-32 requests at 4
-clients as float JSON, as uint8 JSON (``serving_uint8``) and as TF Serving's
-base64 binary values (``serving_bytes``; the naive server has neither uint8
-nor bytes). Every answer is checked (status 200 and a ``predictions`` body);
-anything else counts as an error. Reported per scenario: p50/p99 latency (ms,
-client side), requests/s, images/s, errors, and the server's CPU milliseconds
-per request (from ``/proc``), which depends much less on what else runs on the
-machine. ``load_average_*`` shows how busy it was: on a shared 2-core machine
-the load generator and the server compete for cores.
+The load: C client threads in this process, each on one keep-alive connection
+(REST) or channel (gRPC), sending a pre-built request as fast as answers come
+back for T seconds, after a one-second warm-up that is not counted. All
+servers run at once, idle but one, and the scenarios run in R interleaved
+rounds of T/R seconds, the server order rotating each round; every number
+reported is the median over the rounds. :data:`SCENARIOS` lists them (clients,
+images per request, encoding, protocol) and :data:`SERVERS` which server runs
+which. Every answer is checked (status 200 and a ``predictions`` body, or a
+gRPC answer with outputs); anything else counts as an error. Reported per
+scenario: p50/p99 latency (ms, client side), requests/s, images/s, errors, and
+the server's CPU milliseconds per request (from ``/proc``), which depends much
+less on what else runs on the machine. ``load_average_*`` shows how busy it
+was: on a shared 2-core machine the load generator and the server compete for
+cores. ``call_ms`` is one model call of one image and of a full batch on each
+backend, timed in this process: the batching goal's p99 bound is the batch
+timeout plus one full batch's call.
 Writes ``benchmarks/results/serving.json``; chapter 8 shows it.
 
-    nice python benchmarks/serving.py                 # ~3 minutes on 2 cores
+    nice python benchmarks/serving.py                 # ~5 minutes on 2 cores
     python benchmarks/serving.py --seconds 2 --rounds 1   # a quick look
 
 Not a test: nothing here asserts a timing. The book reads the numbers.
@@ -51,6 +56,7 @@ from pathlib import Path
 import numpy as np
 
 from cnnlearn.deploy import loadtest
+from cnnlearn.report import provenance
 
 RESULTS = Path(__file__).parent / "results" / "serving.json"
 # The exported model's one training epoch (cnnlearn.train.PLAIN): float32,
@@ -63,18 +69,44 @@ PLAN = {
     "jit_compile": False,
 }
 REPO = Path(__file__).resolve().parent.parent
-SCENARIOS = {  # name: (clients, batch, encoding)
-    "single_1_client": (1, 1, "float"),
-    "single_4_clients": (4, 1, "float"),
-    "single_4_clients_b64": (4, 1, "b64"),
-    "batch32_float": (4, 32, "float"),
-    "batch32_uint8": (4, 32, "uint8"),
-    "batch32_b64": (4, 32, "b64"),
+SCENARIOS = {  # name: (clients, images per request, encoding, protocol)
+    "single_1_client": (1, 1, "float", "rest"),
+    "single_4_clients": (4, 1, "float", "rest"),
+    "single_4_clients_b64": (4, 1, "b64", "rest"),
+    "batch32_float": (4, 32, "float", "rest"),
+    "batch32_uint8": (4, 32, "uint8", "rest"),
+    "batch32_b64": (4, 32, "b64", "rest"),
+    "single_16_clients": (16, 1, "float", "rest"),
+    "grpc_single_4_clients": (4, 1, "float", "grpc"),
+    "grpc_batch32": (4, 32, "float", "grpc"),
+    "grpc_single_16_clients": (16, 1, "float", "grpc"),
 }
-NAIVE_SCENARIOS = ("single_1_client", "single_4_clients", "batch32_float")
-# the ablation of gc.freeze: our LiteRT server without it, on the fast path
-# (plain float JSON) and on the general one (uint8 JSON: nested Python lists)
-NO_FREEZE_SCENARIOS = ("single_4_clients", "batch32_uint8")
+MANY = ("single_16_clients", "grpc_single_16_clients")  # batching's scenarios
+SERVERS = {  # kind: (scenarios it runs, extra `cnnlearn serve` arguments)
+    "naive": (("single_1_client", "single_4_clients", "batch32_float"), ()),
+    "cnnlearn_tflite": (tuple(SCENARIOS), ("--grpc-port", "0")),
+    # the ablation of gc.freeze: our LiteRT server without it, on the fast path
+    # (plain float JSON) and on the general one (uint8 JSON: nested Python lists)
+    "cnnlearn_tflite_no_gc_freeze": (
+        ("single_4_clients", "batch32_uint8"),
+        ("--no-gc-freeze",),
+    ),
+    "cnnlearn_tflite_batching": (("single_4_clients", *MANY), "batching"),
+    "cnnlearn_savedmodel": (
+        (*(k for k, v in SCENARIOS.items() if v[3] == "rest"), MANY[1]),
+        ("--grpc-port", "0"),
+    ),
+    "cnnlearn_savedmodel_batching": (("single_4_clients", *MANY), "batching"),
+}
+# TF Serving's BatchingParameters for the batching servers: a batch of up to
+# 16 single images (one per client), waiting at most 2 ms for them to arrive.
+BATCHING_GOAL = 3.0  # batched requests/s over unbatched, at MANY's clients
+BATCHING = {
+    "max_batch_size": 16,
+    "batch_timeout_micros": 2000,
+    "max_enqueued_batches": 100,
+    "num_batch_threads": 1,
+}
 
 
 # --- the naive reference server ---------------------------------------------
@@ -120,10 +152,13 @@ def cpu_seconds(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
-def measure(url: str, pid: int, request: bytes, clients: int, seconds: float) -> dict:
-    """:func:`loadtest.load`, plus the server's CPU milliseconds per request."""
+def measure(target: str, pid: int, request, clients: int, seconds: float) -> dict:
+    """:func:`loadtest.load` (a URL and HTTP bytes) or :func:`loadtest.load_grpc`
+    (host:port and a ``PredictRequest``), plus the server's CPU milliseconds per
+    request."""
     before = cpu_seconds(pid)
-    result = loadtest.load(url, request, clients=clients, seconds=seconds)
+    load = loadtest.load if target.startswith("http") else loadtest.load_grpc
+    result = load(target, request, clients=clients, seconds=seconds)
     used = cpu_seconds(pid) - before  # includes the 1-second warm-up
     result["server_cpu_ms_per_request"] = None
     if result["requests"]:
@@ -139,8 +174,7 @@ def schedule(kinds: tuple[str, ...], round_: int) -> list[tuple[str, str]]:
         (name, kind)
         for name in SCENARIOS
         for kind in kinds[turn:] + kinds[:turn]
-        if (kind != "naive" or name in NAIVE_SCENARIOS)
-        and (not kind.endswith("freeze") or name in NO_FREEZE_SCENARIOS)
+        if name in SERVERS[kind][0]
     ]
 
 
@@ -184,6 +218,42 @@ def bodies(images: np.ndarray) -> dict[tuple[int, str], bytes]:
     return out
 
 
+def grpc_requests(images: np.ndarray) -> dict[int, object]:
+    """``PredictRequest`` protos of 1 and 32 float images (TF Serving's API)."""
+    import tensorflow as tf
+    from tensorflow_serving.apis import predict_pb2
+
+    out = {}
+    for batch in (1, 32):
+        request = predict_pb2.PredictRequest()
+        request.model_spec.name = "mnist"
+        x = (images[:batch].astype(np.float32) / 255)[..., None]
+        request.inputs["image"].CopyFrom(tf.make_tensor_proto(x))
+        out[batch] = request
+    return out
+
+
+def batch_compute_ms(version_dir: Path, backend: str, batch: int) -> float:
+    """The median time of one ``batch``-image run on ``backend``, in this process."""
+    import json as json_module
+
+    from cnnlearn.deploy import backends
+    from cnnlearn.deploy.export import METADATA_FILE
+
+    if backend == "tflite":
+        sidecar = json_module.loads((version_dir / METADATA_FILE).read_text())
+        model = backends.TFLiteBackend(version_dir, declared=sidecar["signatures"])
+    else:
+        model = backends.SavedModelBackend(version_dir)
+    x = {"image": np.zeros((batch, 28, 28, 1), np.float32)}
+    times = []
+    for _ in range(30):
+        start = time.perf_counter()
+        model.run("serving_default", x)
+        times.append(time.perf_counter() - start)
+    return 1000 * float(np.median(times[5:]))
+
+
 # --- servers -------------------------------------------------------------------
 def free_port() -> int:
     with socket.socket() as s:
@@ -205,14 +275,21 @@ def wait_ready(port: int, proc: subprocess.Popen, timeout: float = 120) -> None:
 
 
 def start(kind: str, model_dir: Path, workdir: Path):
-    """Start a server; return (stop function, url, pid)."""
+    """Start a server; return (stop function, url, pid, gRPC target or None)."""
     if kind != "naive":
         backend = kind.split("_")[1]
-        extra = ("--no-gc-freeze",) if kind.endswith("_no_gc_freeze") else ()
+        extra = SERVERS[kind][1]
+        if extra == "batching":
+            params = workdir / "batching.txt"
+            params.write_text(
+                "".join(f"{k} {{ value: {v} }}\n" for k, v in BATCHING.items())
+            )
+            extra = ("--enable-batching", "--batching-parameters-file", str(params))
+            extra += ("--grpc-port", "0")
         server = loadtest.start_server(
             model_dir, workdir / kind, backend=backend, extra_args=extra
         )
-        return server.stop, server.url, server.process.pid
+        return server.stop, server.url, server.process.pid, server.grpc_target
     port = free_port()
     log = open(workdir / f"{kind}.log", "wb")  # noqa: SIM115
     tflite = str(model_dir / "1" / "model.tflite")
@@ -223,7 +300,7 @@ def start(kind: str, model_dir: Path, workdir: Path):
     except BaseException:
         stop(proc)
         raise
-    return (lambda: stop(proc)), f"http://127.0.0.1:{port}", proc.pid
+    return (lambda: stop(proc)), f"http://127.0.0.1:{port}", proc.pid, None
 
 
 def stop(proc: subprocess.Popen) -> None:
@@ -254,6 +331,71 @@ def export_model(base: Path, data_dir: str | None) -> np.ndarray:
     return np.rint(run.x_test[:32, ..., 0] * 255).astype(np.uint8)
 
 
+def goals(report: dict) -> dict:
+    """The issue's goals, from the measured servers (chapter 8 shows them)."""
+    servers = report["servers"]
+    naive, ours = servers["naive"], servers["cnnlearn_tflite"]
+    best_batch = max(
+        (ours[s]["images_per_s"], s)
+        for s in ("batch32_float", "batch32_uint8", "batch32_b64", "grpc_batch32")
+    )
+    out = {
+        "p99_4_clients_ms": ours["single_4_clients"]["p99_ms"],
+        "p99_4_clients_le_5ms": ours["single_4_clients"]["p99_ms"] <= 5.0,
+        "speedup_4_clients": ours["single_4_clients"]["requests_per_s"]
+        / naive["single_4_clients"]["requests_per_s"],
+        "best_batched_images_per_s": best_batch[0],
+        "best_batched_scenario": best_batch[1],
+        "batched_ge_25000_images_per_s": best_batch[0] >= 25000,
+        "total_errors": sum(r["errors"] for s in servers.values() for r in s.values()),
+        "batching_goal_x": BATCHING_GOAL,
+        "batching": {},
+    }
+    out["speedup_ge_2x"] = out["speedup_4_clients"] >= 2
+    bound_ms = BATCHING["batch_timeout_micros"] / 1000
+    for backend in ("tflite", "savedmodel"):
+        plain = servers[f"cnnlearn_{backend}"]
+        batched = servers[f"cnnlearn_{backend}_batching"]
+        for name in MANY:
+            if name not in plain:
+                continue
+            speedup = batched[name]["requests_per_s"] / plain[name]["requests_per_s"]
+            bound = (
+                bound_ms + report["call_ms"][backend][str(BATCHING["max_batch_size"])]
+            )
+            out["batching"][f"{backend} {name}"] = {
+                "throughput_x_unbatched": speedup,
+                "throughput_ge_goal": speedup >= BATCHING_GOAL,
+                "p99_ms": batched[name]["p99_ms"],
+                "p99_bound_ms": bound,
+                "p99_within_bound": batched[name]["p99_ms"] <= bound,
+            }
+    return out
+
+
+def run_rounds(kinds, servers, requests, args) -> dict:
+    """Every round of :func:`schedule`; each scenario's runs per server."""
+    runs: dict = {}
+    for round_ in range(args.rounds):
+        for name, kind in schedule(kinds, round_):
+            clients, batch, encoding, protocol = SCENARIOS[name]
+            _, url, pid, grpc_target = servers[kind]
+            target = grpc_target if protocol == "grpc" else url
+            request = requests[protocol, batch, encoding]
+            r = measure(target, pid, request, clients, args.seconds / args.rounds)
+            r["images_per_s"] = r["requests_per_s"] * batch
+            r["measured_at"] = provenance.measured_at()
+            runs.setdefault(kind, {}).setdefault(name, []).append(r)
+            print(
+                f"round {round_} {kind:28s} {name:22s} "
+                f"p50 {r['p50_ms'] or 0:6.2f} ms p99 {r['p99_ms'] or 0:6.2f} "
+                f"ms {r['images_per_s']:7.0f} img/s errors {r['errors']} "
+                f"server CPU {r['server_cpu_ms_per_request'] or 0:.3f} ms/req",
+                flush=True,
+            )
+    return runs
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument(
@@ -264,13 +406,12 @@ def main() -> None:
     parser.add_argument("--output", type=Path, default=RESULTS)
     args = parser.parse_args()
     from cnnlearn._io import write_json
-    from cnnlearn.report import provenance
 
     config = {k: v for k, v in vars(args).items() if k != "output"}
     config |= {
         "scenarios": SCENARIOS,
-        "naive_scenarios": NAIVE_SCENARIOS,
-        "no_freeze_scenarios": NO_FREEZE_SCENARIOS,
+        "servers": SERVERS,
+        "batching": BATCHING,
         "model": "seed (seed=0), 1 epoch on 10 % of MNIST, batch 128",
         "plan": PLAN,
     }
@@ -279,75 +420,49 @@ def main() -> None:
         "seconds_per_scenario": args.seconds,
         "rounds": args.rounds,
         "scenarios": {
-            k: dict(zip(("clients", "batch", "encoding"), v))
+            k: dict(zip(("clients", "batch", "encoding", "protocol"), v))
             for k, v in SCENARIOS.items()
         },
+        "batching": BATCHING,
         "load_average_start": os.getloadavg(),
         "servers": {},
     }
     with tempfile.TemporaryDirectory() as tmp:
         workdir = Path(tmp)
         images = export_model(workdir / "models", args.data_dir)
+        version = workdir / "models" / "mnist" / "1"
+        # one model call of 1 image and of a full batch, per backend
+        report["call_ms"] = {
+            b: {
+                str(n): batch_compute_ms(version, b, n)
+                for n in (1, BATCHING["max_batch_size"])
+            }
+            for b in ("tflite", "savedmodel")
+        }
         requests = {
-            k: loadtest.http_request("/v1/models/mnist:predict", v)
+            ("rest", *k): loadtest.http_request("/v1/models/mnist:predict", v)
             for k, v in bodies(images).items()
         }
+        requests |= {("grpc", k, "float"): v for k, v in grpc_requests(images).items()}
         # The load generator's own garbage-collector pauses would count against
         # every server alike: its start-up objects leave the collector's scans.
         gc.collect()
         gc.freeze()
-        kinds = (
-            "naive",
-            "cnnlearn_tflite",
-            "cnnlearn_tflite_no_gc_freeze",
-            "cnnlearn_savedmodel",
-        )
-        servers, runs = {}, {}
+        kinds = tuple(SERVERS)
+        servers = {}
         try:
             for kind in kinds:  # all up at once; an idle server costs no CPU
                 servers[kind] = start(kind, workdir / "models" / "mnist", workdir)
-            for round_ in range(args.rounds):
-                for name, kind in schedule(kinds, round_):
-                    clients, batch, encoding = SCENARIOS[name]
-                    _, url, pid = servers[kind]
-                    seconds = args.seconds / args.rounds
-                    r = measure(url, pid, requests[batch, encoding], clients, seconds)
-                    r["images_per_s"] = r["requests_per_s"] * batch
-                    r["measured_at"] = provenance.measured_at()
-                    runs.setdefault(kind, {}).setdefault(name, []).append(r)
-                    print(
-                        f"round {round_} {kind:28s} {name:20s} "
-                        f"p50 {r['p50_ms'] or 0:6.2f} ms p99 {r['p99_ms'] or 0:6.2f} "
-                        f"ms {r['images_per_s']:7.0f} img/s errors {r['errors']} "
-                        f"server CPU {r['server_cpu_ms_per_request'] or 0:.3f} ms/req",
-                        flush=True,
-                    )
+            runs = run_rounds(kinds, servers, requests, args)
         finally:
-            for halt, _, _ in servers.values():
+            for halt, *_ in servers.values():
                 halt()
     report["servers"] = {
         kind: {name: summarize(rounds) for name, rounds in runs[kind].items()}
         for kind in kinds
     }
     report["load_average_end"] = os.getloadavg()
-    naive, ours = report["servers"]["naive"], report["servers"]["cnnlearn_tflite"]
-    best_batch = max(
-        (ours[s]["images_per_s"], s)
-        for s in ("batch32_float", "batch32_uint8", "batch32_b64")
-    )
-    report["goals"] = {
-        "p99_4_clients_ms": ours["single_4_clients"]["p99_ms"],
-        "p99_4_clients_le_5ms": ours["single_4_clients"]["p99_ms"] <= 5.0,
-        "speedup_4_clients": ours["single_4_clients"]["requests_per_s"]
-        / naive["single_4_clients"]["requests_per_s"],
-        "best_batched_images_per_s": best_batch[0],
-        "best_batched_scenario": best_batch[1],
-        "batched_ge_5000_images_per_s": best_batch[0] >= 5000,
-        "total_errors": sum(
-            r["errors"] for s in report["servers"].values() for r in s.values()
-        ),
-    }
-    report["goals"]["speedup_ge_2x"] = report["goals"]["speedup_4_clients"] >= 2
+    report["goals"] = goals(report)
     report["machine"] = provenance.machine()
     report["provenance"] = provenance.finish(record)
     args.output.parent.mkdir(parents=True, exist_ok=True)

@@ -115,19 +115,19 @@ def running_server(model_dir: Path, out: Path, *args: str, timeout: float = 90.0
 @contextlib.contextmanager
 def threaded_server(app, **config):
     """``app`` under uvicorn in a thread of this process, configured as
-    ``serve`` does (``config`` goes to :func:`server.server_config`); yields
+    ``serve`` does (``config`` goes to :func:`transport.server_config`); yields
     ``(host, port)``; always stops it."""
     import socket
     import threading
 
     import uvicorn
 
-    from cnnlearn.deploy import server
+    from cnnlearn.deploy import transport
 
     sock = socket.socket()
     sock.bind(("127.0.0.1", 0))
     sock.listen(64)
-    uv = uvicorn.Server(server.server_config(app, **config))
+    uv = uvicorn.Server(transport.server_config(app, **config))
     thread = threading.Thread(target=uv.run, kwargs={"sockets": [sock]}, daemon=True)
     thread.start()
     try:

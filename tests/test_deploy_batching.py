@@ -22,6 +22,8 @@ from cnnlearn.deploy.batching import (
     BatchingParameters,
     QueueFullError,
     batch_rows,
+    parse_batching_parameters,
+    read_batching_parameters,
 )
 
 HOUR = 3600 * 10**6  # microseconds: a timeout no test waits for
@@ -349,3 +351,144 @@ def test_batchers_submit_from_the_event_loop():
         batchers.close()
     assert [int(a["y"][0, 0]) for a in answers] == [10, 11, 12, 13, 14, 15]
     assert version.sizes == [3, 3]
+
+
+@pytest.fixture(scope="module")
+def lite(tmp_path_factory):
+    """A plain LiteRT model (4 features, 3 classes) and its Keras original."""
+    from deploy_helpers import build_plain
+
+    return build_plain(tmp_path_factory.getbasetemp() / "plain-models")
+
+
+def counting_app(lite, params: BatchingParameters):
+    """The server over ``lite`` with batching; the list of each model call's
+    rows."""
+    from cnnlearn.deploy import server
+
+    app = server.create_app({"lite": lite.tflite_base}, "tflite", batching=params)
+    loaded = app.state.server.managers["lite"].current
+    calls: list[int] = []
+    real = loaded.backend.run
+
+    def counted(signature, inputs):
+        calls.append(len(next(iter(inputs.values()))))
+        return real(signature, inputs)
+
+    loaded.backend.run = counted  # what the version's batcher calls
+    return app, calls
+
+
+def post_one(url: str, row: list) -> tuple[list, str]:
+    import json
+    import urllib.request
+
+    request = urllib.request.Request(
+        f"{url}/v1/models/lite:predict", json.dumps({"instances": [row]}).encode()
+    )
+    with urllib.request.urlopen(request, timeout=60) as response:
+        return json.loads(response.read())["predictions"], response.headers[
+            "x-model-version"
+        ]
+
+
+def test_concurrent_single_image_rest_requests_share_model_calls(lite):
+    """16 clients, one row each, batches of at most 8 that wait until full:
+    two model calls, and every client gets its own row's answer."""
+    from deploy_helpers import threaded_server
+
+    params = BatchingParameters(max_batch_size=8, batch_timeout_micros=HOUR)
+    app, calls = counting_app(lite, params)
+    x = np.random.default_rng(3).random((16, 4), dtype=np.float32)
+    with threaded_server(app) as (host, port):
+        url = f"http://{host}:{port}"
+        with ThreadPoolExecutor(16) as pool:
+            answers = list(pool.map(lambda i: post_one(url, x[i].tolist()), range(16)))
+    assert calls == [8, 8]  # fewer model calls than requests
+    want = lite.keras_model.predict(x, verbose=0)
+    for i, (predictions, version) in enumerate(answers):
+        assert version == "7"
+        np.testing.assert_allclose(predictions[0], want[i], atol=1e-5)
+    assert app.state.server.batchers is None  # closed at shutdown
+
+
+def test_rest_and_grpc_requests_share_one_queue_per_version(lite):
+    """4 REST and 4 gRPC single-row requests to the same version fill one
+    batch of 8 together."""
+    pytest.importorskip("tensorflow_serving", reason="needs tensorflow-serving-api")
+    import grpc
+    import tensorflow as tf
+    from deploy_helpers import threaded_server
+    from tensorflow_serving.apis import predict_pb2, prediction_service_pb2_grpc
+
+    from cnnlearn.deploy import server
+
+    params = BatchingParameters(max_batch_size=8, batch_timeout_micros=HOUR)
+    app, calls = counting_app(lite, params)
+    loaded = app.state.server.managers["lite"].current
+    (name,) = loaded.signatures["serving_default"].inputs
+    x = np.random.default_rng(4).random((8, 4), dtype=np.float32)
+    with threaded_server(app) as (host, port):
+        grpc_server, grpc_port = server.start_grpc(app.state.server)
+        try:
+            with grpc.insecure_channel(f"127.0.0.1:{grpc_port}") as channel:
+                stub = prediction_service_pb2_grpc.PredictionServiceStub(channel)
+
+                def by_grpc(i):
+                    request = predict_pb2.PredictRequest()
+                    request.model_spec.name = "lite"
+                    request.inputs[name].CopyFrom(tf.make_tensor_proto(x[i : i + 1]))
+                    response = stub.Predict(request, timeout=60)
+                    (out,) = response.outputs.values()
+                    return tf.make_ndarray(out)[0]
+
+                def either(i):
+                    if i % 2:
+                        return by_grpc(i)
+                    return post_one(f"http://{host}:{port}", x[i].tolist())[0][0]
+
+                with ThreadPoolExecutor(8) as pool:
+                    answers = list(pool.map(either, range(8)))
+        finally:
+            grpc_server.stop(None)
+    assert calls == [8]
+    want = lite.keras_model.predict(x, verbose=0)
+    np.testing.assert_allclose(np.asarray(answers, np.float32), want, atol=1e-5)
+
+
+def test_tf_servings_batching_parameters_file(tmp_path):
+    """The text format of TF Serving's batching guide; unset fields keep the
+    defaults, thread_pool_name is accepted."""
+    path = tmp_path / "batching.config"
+    path.write_text(
+        "max_batch_size { value: 32 }\n"
+        "batch_timeout_micros { value: 2000 }\n"
+        "max_enqueued_batches { value: 100 }\n"
+        'thread_pool_name { value: "model_server_batch_threads" }\n'
+    )
+    assert read_batching_parameters(path) == BatchingParameters(
+        max_batch_size=32,
+        batch_timeout_micros=2000,
+        max_enqueued_batches=100,
+        num_batch_threads=1,
+    )
+    assert parse_batching_parameters("") == BatchingParameters()
+    with pytest.raises(FileNotFoundError, match="not found"):
+        read_batching_parameters(tmp_path / "missing")
+
+
+@pytest.mark.parametrize(
+    "text, message",
+    [
+        ("max_batch_size: 8", 'Expected "{"'),
+        ("max_batch_sise { value: 8 }", 'no field named "max_batch_sise"'),
+        ("num_batch_threads { value: 0 }", "num_batch_threads must be >= 1"),
+        ("allowed_batch_sizes: 8", "allowed_batch_sizes is not supported"),
+        ("pad_variable_length_inputs: true", "is not supported"),
+    ],
+)
+def test_bad_batching_parameters_are_one_line_errors(text, message):
+    with pytest.raises(ValueError) as info:
+        parse_batching_parameters(text, "b.config")
+    assert message in str(info.value) and "\n" not in str(info.value)
+    assert str(info.value).startswith("b.config: ")

@@ -20,7 +20,7 @@ import pytest
 from deploy_helpers import build, threaded_server
 from prometheus_client.parser import text_string_to_metric_families
 
-from cnnlearn.deploy import server
+from cnnlearn.deploy import server, transport
 
 SHORT = 0.5  # seconds: the timeouts under test
 PAUSE = 0.05  # seconds between the bytes of a trickling client
@@ -191,7 +191,7 @@ def test_malformed_http_gets_a_json_400(built):
 
 def test_oversized_headers_get_a_json_431(built):
     with threaded_server(make_app(built)) as address:
-        head = PREDICT_HEAD + b"x-pad: " + b"a" * (2 * server.MAX_HEADER_BYTES)
+        head = PREDICT_HEAD + b"x-pad: " + b"a" * (2 * transport.MAX_HEADER_BYTES)
         reply = trickle(connect(address), head, size=8192)
         assert "headers over" in json_error(reply, 431)
 

@@ -39,3 +39,33 @@ def test_start_load_traffic_stop(tmp_path_factory, tmp_path, data_dir):
             assert traffic.wait_for("1", consecutive=3, timeout=60)
         assert traffic.failures == []
     assert not server.running and server.process.returncode == 0
+
+
+@pytest.mark.slow
+def test_grpc_load_counts_answers_and_errors(tmp_path_factory, tmp_path, data_dir):
+    tf = pytest.importorskip("tensorflow")
+    from tensorflow_serving.apis import predict_pb2
+
+    built = build(tmp_path_factory.getbasetemp() / "deploy", data_dir)
+    server = loadtest.start_server(
+        built.base / "mnist", tmp_path / "srv", extra_args=("--grpc-port", "0")
+    )
+    with server:
+        assert server.grpc_target.startswith("127.0.0.1:")
+        request = predict_pb2.PredictRequest()
+        request.model_spec.name = "mnist"
+        request.inputs["image"].CopyFrom(tf.make_tensor_proto(built.x_test[:1]))
+        result = loadtest.load_grpc(
+            server.grpc_target, request, clients=2, seconds=1, warmup=0.2
+        )
+        assert result["requests"] > 0 and result["errors"] == 0
+        assert result["p50_ms"] <= result["p99_ms"]
+        request.model_spec.name = "fashion"
+        result = loadtest.load_grpc(
+            server.grpc_target, request, clients=1, seconds=0.3, warmup=0
+        )
+        assert result["requests"] == 0 and result["errors"] > 0
+        assert result["first_errors"][0].startswith("NOT_FOUND")
+    plain = loadtest.start_server(built.base / "mnist", tmp_path / "plain")
+    with plain:
+        assert plain.grpc_target is None

@@ -376,3 +376,23 @@ print("tensorflow" in sys.modules)
     )
     assert result.returncode == 0, result.stderr
     assert result.stdout.strip() == "False"
+
+
+def test_a_poller_may_select_specific_versions_without_a_warning(caplog):
+    specific = ModelEntry("m", Path("/m"), policy="specific", versions=(2, 3))
+    with caplog.at_level(logging.WARNING, logger="cnnlearn.deploy"):
+        assert select_versions(specific, [1, 2], warn=False) == [2]
+    assert "was not found" not in caplog.text
+
+
+def test_the_watcher_says_why_the_last_check_applied_nothing(tmp_path, dirs):
+    path = tmp_path / "models.config"
+    path.write_text(one("m", dirs["a"]))
+    watcher = ConfigWatcher(path, lambda models: None)
+    assert watcher.check() is True and watcher.last_error is None
+    path.write_text("improperly formatted file")
+    assert watcher.check() is False
+    assert "Error parsing text-format" in watcher.last_error
+    assert "\n" not in watcher.last_error
+    path.write_text(one("m", dirs["b"]))
+    assert watcher.check() is True and watcher.last_error is None

@@ -24,7 +24,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from prometheus_client.parser import text_string_to_metric_families
 
-from cnnlearn.deploy import client, export, release, server
+from cnnlearn.deploy import client, export, release, server, transport
 from cnnlearn.deploy.backends import ModelVersions
 from cnnlearn.deploy.signatures import read_signature_defs
 
@@ -502,9 +502,9 @@ def test_create_app_rejects_bad_arguments(built, tmp_path):
             server.create_app(model, **bad)
     app = server.create_app(model)
     with pytest.raises(ValueError, match="timeouts must be > 0"):
-        server.server_config(app, header_timeout=float("nan"))
+        transport.server_config(app, header_timeout=float("nan"))
     with pytest.raises(ValueError, match="limit_concurrency"):
-        server.server_config(app, limit_concurrency=1)
+        transport.server_config(app, limit_concurrency=1)
 
 
 def test_litert_backend_never_imports_tensorflow(built):

@@ -155,6 +155,37 @@ def test_serving_table():
     (row,) = report.serving_table(results)
     assert row["server"] == "ours" and row["batch"] == 32 and row["p50 ms"] == 1.23
     assert row["p99 ms"] == "—" and row["images/s"] == 333
+    assert row["protocol"] == "rest"
+
+
+def test_batching_table_compares_each_backend_with_itself_unbatched():
+    def run(rate, p99):
+        return {"requests_per_s": rate, "p99_ms": p99}
+
+    results = {
+        "scenarios": {"many": {"clients": 16, "batch": 1, "protocol": "grpc"}},
+        "servers": {
+            "cnnlearn_savedmodel": {"many": run(1000.0, 20.0)},
+            "cnnlearn_savedmodel_batching": {"many": run(2500.0, 9.0)},
+        },
+        "goals": {
+            "batching": {
+                "savedmodel many": {
+                    "throughput_x_unbatched": 2.5,
+                    "p99_ms": 9.0,
+                    "p99_bound_ms": 2.6,
+                }
+            }
+        },
+    }
+    (row,) = report.batching_table(results)
+    assert (row["backend"], row["protocol"], row["clients"]) == (
+        "savedmodel",
+        "grpc",
+        16,
+    )
+    assert row["requests/s unbatched"] == 1000 and row["requests/s batched"] == 2500
+    assert row["× unbatched"] == 2.5 and row["p99 bound ms"] == 2.6
 
 
 def test_faults_table():

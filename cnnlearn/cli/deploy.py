@@ -39,7 +39,7 @@ def nonnegative(text: str) -> int:
 
 def connections(text: str) -> int:
     """An open-connection limit: an integer >= 2, the least the server
-    accepts (``cnnlearn.deploy.server.server_config``). Used in chapter 8."""
+    accepts (``cnnlearn.deploy.transport.server_config``). Used in chapter 8."""
     value = positive(text)
     if value < 2:
         raise argparse.ArgumentTypeError(f"must be >= 2 connections, got {text}")
@@ -48,7 +48,7 @@ def connections(text: str) -> int:
 
 def _add_protections(serve) -> None:
     """``serve``'s options for the server's protections against slow, idle and
-    greedy clients (see cnnlearn.deploy.server.GuardedProtocol)."""
+    greedy clients (see cnnlearn.deploy.transport.GuardedProtocol)."""
     group = serve.add_argument_group(
         "protections", "left out: the server's defaults (cnnlearn.deploy.server)"
     )
@@ -84,15 +84,71 @@ def _add_protections(serve) -> None:
     )
 
 
-def add_verbs(verbs) -> None:
-    """``serve`` and ``deploy`` (chapter 8)."""
-    serve = verbs.add_parser("serve", help="serve models over TF Serving's REST API")
+def _add_tf_serving(serve) -> None:
+    """``serve``'s TF Serving options: a model config file, gRPC, batching.
+    Each also takes TF Serving's own spelling (``--model_config_file``)."""
+    group = serve.add_argument_group("TF Serving's model config, gRPC and batching")
+    group.add_argument(
+        "--model-config-file",
+        "--model_config_file",
+        dest="model_config_file",
+        metavar="FILE",
+        help="a ModelServerConfig in text format: models, version policies, "
+        "labels (instead of --model-base-path and --model)",
+    )
+    group.add_argument(
+        "--model-config-file-poll-wait-seconds",
+        "--model_config_file_poll_wait_seconds",
+        dest="model_config_file_poll_wait_seconds",
+        type=bounded(0, 86400, "seconds"),
+        default=0.0,
+        metavar="SECONDS",
+        help="re-read the model config file this often (on the next version "
+        "poll, see --poll-seconds); 0: never",
+    )
+    group.add_argument(
+        "--grpc-port",
+        "--grpc_port",
+        dest="grpc_port",
+        type=port,
+        metavar="PORT",
+        help="also serve TF Serving's gRPC API here (TF Serving's --port); "
+        "0: a free port",
+    )
+    group.add_argument(
+        "--enable-batching",
+        "--enable_batching",
+        dest="enable_batching",
+        action="store_true",
+        help="batch predict requests server-side, one queue per model version",
+    )
+    group.add_argument(
+        "--batching-parameters-file",
+        "--batching_parameters_file",
+        dest="batching_parameters_file",
+        metavar="FILE",
+        help="TF Serving's BatchingParameters in text format (max_batch_size, "
+        "batch_timeout_micros, max_enqueued_batches, num_batch_threads)",
+    )
+
+
+def _add_serve(verbs) -> None:
+    """``serve``: its models, ports, guards, TF Serving options, protections."""
+    serve = verbs.add_parser(
+        "serve", help="serve models over TF Serving's REST (and gRPC) API"
+    )
     serve.add_argument("--model-base-path", help="the model's versions 1/, 2/, ...")
     serve.add_argument("--model-name", default="mnist")
     serve.add_argument("--model", action="append", default=[], metavar="NAME=DIR")
     serve.add_argument("--backend", choices=["savedmodel", "tflite"])
     serve.add_argument("--host", default="127.0.0.1")
-    serve.add_argument("--port", type=port, default=8501, help="0: a free port")
+    serve.add_argument(
+        "--port",
+        type=port,
+        default=8501,
+        help="the REST port (TF Serving's --rest_api_port; its --port is gRPC's, "
+        "here --grpc-port); 0: a free port",
+    )
     serve.add_argument("--pin-version", type=positive, help="serve only this one")
     serve.add_argument(
         "--poll-seconds", type=bounded(0, 86400, "seconds", open_low=True), default=1.0
@@ -111,6 +167,7 @@ def add_verbs(verbs) -> None:
     guards.add_argument(
         "--finite-only", action="store_true", help="refuse NaN and infinite inputs"
     )
+    _add_tf_serving(serve)
     serve.add_argument("--max-body-bytes", type=positive, default=32 * 1024 * 1024)
     serve.add_argument("--output", help="writes server.json (url, pid) when ready")
     serve.add_argument(
@@ -120,6 +177,11 @@ def add_verbs(verbs) -> None:
         help="leave start-up objects to the garbage collector (for benchmarks)",
     )
     _add_protections(serve)
+
+
+def add_verbs(verbs) -> None:
+    """``serve`` and ``deploy`` (chapter 8)."""
+    _add_serve(verbs)
 
     deploy = verbs.add_parser("deploy", help="evaluate, gate and publish a version")
     deploy.add_argument("--base-path", required=True, help="versions go to NAME/N/")
@@ -143,6 +205,36 @@ def add_verbs(verbs) -> None:
     deploy.add_argument("--output", required=True, help="deploy_report.json")
 
 
+def _tf_serving_options(args, models: dict) -> dict:
+    """``server.serve``'s keywords for ``serve``'s TF Serving options.
+    Raises :class:`ValueError` for a combination TF Serving refuses or this
+    server does."""
+    from cnnlearn.deploy.batching import BatchingParameters, read_batching_parameters
+
+    options: dict = {"grpc_port": args.grpc_port}
+    if args.model_config_file is not None:
+        if models or args.pin_version:
+            raise ValueError(
+                "--model-config-file lists the models: give it without "
+                "--model-base-path, --model or --pin-version"
+            )
+        options["model_config_file"] = args.model_config_file
+        options["config_poll_seconds"] = args.model_config_file_poll_wait_seconds
+    if args.batching_parameters_file is not None and not args.enable_batching:
+        # TF Serving's server.cc refuses this combination with these words.
+        raise ValueError(
+            "server_options.batching_parameters_file is set without setting "
+            "server_options.enable_batching to true."
+        )
+    if args.enable_batching:
+        options["batching"] = (
+            read_batching_parameters(args.batching_parameters_file)
+            if args.batching_parameters_file is not None
+            else BatchingParameters()
+        )
+    return options
+
+
 def serve(args) -> str:
     from cnnlearn.deploy import server  # when it runs: see cnnlearn.cli
 
@@ -151,8 +243,11 @@ def serve(args) -> str:
         raise ValueError(f"--model expects NAME=DIR, got {args.model}")
     if args.model_base_path:
         models[args.model_name] = args.model_base_path
-    if not models:
-        raise ValueError("nothing to serve: give --model-base-path or --model")
+    tf_serving = _tf_serving_options(args, models)
+    if not models and args.model_config_file is None:
+        raise ValueError(
+            "nothing to serve: give --model-base-path, --model or --model-config-file"
+        )
     pinned = {args.model_name: args.pin_version} if args.pin_version else None
     ready = None
     if args.output is not None:
@@ -176,6 +271,7 @@ def serve(args) -> str:
         finite_only=args.finite_only,
         max_body_bytes=args.max_body_bytes,
         freeze_gc=args.freeze_gc,
+        **tf_serving,
         **protections,
     )
     return "server stopped"

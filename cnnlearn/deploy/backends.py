@@ -3,17 +3,21 @@
 A backend runs one exported version: :class:`TFLiteBackend` through
 ``ai_edge_litert`` (no TensorFlow import: it starts fast and small) or
 :class:`SavedModelBackend` through TensorFlow. :class:`ModelVersions` watches a
-model's base path like TF Serving's file-system source: it serves the highest
-complete version (or a pinned one), loads a new version while the old one keeps
-serving, then swaps, so requests never fail during a switch. A version that
+model's base path like TF Serving's file-system source: it serves the versions
+its version policy selects (TF Serving's default: the highest complete one;
+``latest`` N, ``all`` or ``specific`` from a model config file, or a pinned
+one), loads a new version while the old ones keep serving, then unloads those
+that left the policy, so requests never fail during a switch. A version that
 fails to load is retried with exponential backoff (:class:`LoadFailure`).
 
 The serving interface (what every front end calls: REST, gRPC, batching)
 ------------------------------------------------------------------------
 ``ModelVersions(name, base_path, backend="tflite" | "savedmodel")`` watches one
-model; ``poll()`` loads new versions; ``current`` is the served
-:class:`Loaded` (``None`` while nothing loads); ``failed`` maps a version
-whose load failed to its :class:`LoadFailure`. A :class:`Loaded` has:
+model; ``poll()`` loads new versions; ``loaded`` maps each served version to
+its :class:`Loaded`, ``current`` is the highest (``None`` while nothing
+loads), ``find(version)`` the one a request names; ``retired`` holds the
+versions served before (``END``); ``failed`` maps a version whose load failed
+to its :class:`LoadFailure`. A :class:`Loaded` has:
 
 ``version: int``
     The version number (folder ``00000123`` is version 123, as in TF Serving).
@@ -48,6 +52,7 @@ whose load failed to its :class:`LoadFailure`. A :class:`Loaded` has:
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import threading
 from dataclasses import dataclass, field
@@ -65,6 +70,7 @@ from cnnlearn.deploy.export import (
     verify_manifest,
     version_folders,
 )
+from cnnlearn.deploy.modelconfig import ModelEntry, select_versions
 from cnnlearn.deploy.monitor import DriftMonitor
 from cnnlearn.deploy.signatures import (
     NUMPY_DTYPES,
@@ -85,6 +91,7 @@ __all__ = [
     "TFLiteBackend",
     "declared_signature_defs",
     "error_code",
+    "policy_with_pin",
     "tflite_signature_defs",
 ]
 
@@ -447,8 +454,8 @@ class ModelVersions:
         without one is not served from its SavedModel, which would need
         TensorFlow) or ``"savedmodel"``.
     pinned
-        Serve this version only (rollback by pinning); ``None`` serves the
-        highest complete version (TF Serving's "latest" policy).
+        Serve this version only (rollback by pinning): a ``specific`` policy
+        of one version.
     drift_window
         Images in the drift monitor's window.
     max_retry_polls
@@ -459,6 +466,20 @@ class ModelVersions:
         fixed interval and a bounded number of times; here a version folder
         that was half-written and is then replaced is served whenever that
         happens, while an older version keeps serving meanwhile.
+    policy
+        The model's :class:`~.modelconfig.ModelEntry` (a model config file's
+        ``config``): its version policy (``latest`` N, ``all``,
+        ``specific``) picks the versions kept loaded, from the complete ones
+        on disk (:func:`~.modelconfig.select_versions`). ``None``: TF
+        Serving's default, the latest one. Its labels are not applied here
+        (the server checks them first: :attr:`version_labels`).
+
+    Every version the policy selects is loaded and served (:attr:`loaded`);
+    :attr:`current` is the highest, the one a request without a version gets
+    (TF Serving's ``Latest``). A version that leaves the policy (a newer one
+    arrived, the policy changed, its folder was removed) is unloaded and
+    listed as ``END`` (:attr:`retired`), as TF Serving lists it. Used in
+    chapter 8.
     """
 
     def __init__(
@@ -469,6 +490,7 @@ class ModelVersions:
         pinned: int | None = None,
         drift_window: int = 1000,
         max_retry_polls: int = MAX_RETRY_POLLS,
+        policy: ModelEntry | None = None,
     ):
         if backend not in BACKENDS:
             raise ValueError(f"unknown backend {backend!r}: expected {list(BACKENDS)}")
@@ -478,13 +500,44 @@ class ModelVersions:
         self.pinned = pinned
         self.drift_window = drift_window
         self.max_retry_polls = max_retry_polls
-        self.current: Loaded | None = None
+        self.policy = policy_with_pin(
+            policy or ModelEntry(name, self.base_path), pinned
+        )
+        self.loaded: dict[int, Loaded] = {}  # replaced, never changed in place
         self.version_labels: dict[str, int] = {}  # TF Serving's version labels
         self.retired: set[int] = set()  # served once, then unloaded: END
         self.failed: dict[int, LoadFailure] = {}  # versions on disk that failed
         self.load_failures = 0  # failed loads since start, for the metrics
         self.polls = 0
+        self._missing: tuple[int, ...] = ()  # specific versions not on disk
         self._poll_lock = threading.Lock()
+
+    @property
+    def current(self) -> Loaded | None:
+        """The highest loaded version (TF Serving's ``Latest``), or ``None``."""
+        loaded = self.loaded
+        return loaded[max(loaded)] if loaded else None
+
+    def find(self, version: int | None) -> Loaded | None:
+        """The loaded ``version`` (``None``: :attr:`current`), or ``None``."""
+        return self.current if version is None else self.loaded.get(version)
+
+    def configure(self, policy: ModelEntry) -> None:
+        """Use ``policy`` from the next :meth:`poll` on (a reloaded model
+        config; :attr:`pinned` still applies)."""
+        with self._poll_lock:
+            self.policy = policy_with_pin(policy, self.pinned)
+
+    def unload_all(self) -> bool:
+        """Unload every version (the model left the config): each is listed
+        as ``END`` from now on. Return whether any was loaded."""
+        with self._poll_lock:
+            gone, self.loaded = self.loaded, {}
+            self.retired.update(gone)
+            self.version_labels = {}
+        for version in sorted(gone):
+            log.info("%s: version %d unloaded", self.name, version)
+        return bool(gone)
 
     def _folder(self, version: int) -> Path:
         found = version_folders(self.base_path).get(version)
@@ -522,58 +575,87 @@ class ModelVersions:
             or self._files(version) != failure.files
         )
 
-    def target(self, skip: frozenset[int] = frozenset()) -> int | None:
-        """The version that should be served now, or ``None``.
+    def wanted(self, skip: frozenset[int] = frozenset()) -> list[int]:
+        """The versions that should be served now, ascending.
 
-        A version whose load failed is left out until its retry is due (then
-        it is tried again), as are those in ``skip``; one no longer on disk is
-        forgotten.
+        The policy applied to the complete versions on disk, leaving out those
+        in ``skip`` and those whose load failed until their retry is due (then
+        they are tried again): with ``latest``, the next versions down take
+        their place, so a broken newest version never leaves the model
+        without one. A failed version no longer on disk is forgotten.
         """
         folders = version_folders(self.base_path)
-        versions = [v for v, folder in folders.items() if self._complete(folder)]
-        for version in set(self.failed) - set(versions):
+        complete = [v for v, folder in folders.items() if self._complete(folder)]
+        for version in set(self.failed) - set(complete):
             del self.failed[version]
-        if self.pinned is not None:
-            versions = [self.pinned] if self.pinned in versions else []
-        versions = [v for v in versions if v not in skip and self._due(v)]
-        return versions[-1] if versions else None
+        eligible = [
+            v for v in complete if v not in skip and (v in self.loaded or self._due(v))
+        ]
+        policy = self.policy
+        if policy.policy == "latest":
+            return select_versions(policy, eligible, warn=False)
+        missing = tuple(sorted(set(policy.versions) - set(complete)))
+        if policy.policy == "specific" and missing != self._missing:
+            for version in missing:  # logged when it changes, not every poll
+                log.warning(
+                    "%s: version %d, which the specific policy serves, is not in %s",
+                    self.name,
+                    version,
+                    self.base_path,
+                )
+        self._missing = missing
+        eligible_set = set(eligible)
+        chosen = select_versions(policy, complete, warn=False)
+        return [v for v in chosen if v in eligible_set]
 
     def poll(self) -> bool:
-        """Load the target version if it changed; return whether it did.
+        """Load the versions the policy wants and unload the others; return
+        whether the served versions changed.
 
-        The current version keeps serving while the new one loads. A version
-        that fails to load is logged, remembered in :attr:`failed` and retried
-        with backoff (see the class docstring); meanwhile the next version down
-        is served if none is. Each version is tried at most once per poll.
+        The versions being served keep serving while new ones load, and are
+        unloaded only after. A version that fails to load is logged,
+        remembered in :attr:`failed` and retried with backoff (see the class
+        docstring); meanwhile the policy picks from the others (with
+        ``latest``, the next one down). Each version is tried at most once
+        per poll.
         """
         with self._poll_lock:
             self.polls += 1
-            tried: set[int] = set()
+            failed: set[int] = set()  # this poll's failures: not tried again
+            changed = False
             while True:
-                target = self.target(frozenset(tried))
-                current = self.current
-                if target == (current.version if current else None):
-                    return False
-                if target is None:  # removed from disk: unload, as TF Serving does
-                    self.retired.add(current.version)
-                    self.current = None
+                wanted = self.wanted(frozenset(failed))
+                missing = [v for v in wanted if v not in self.loaded]
+                if not missing:
+                    break
+                for version in reversed(missing):  # newest first
+                    if self._try_load(version):
+                        changed = True
+                    else:
+                        failed.add(version)
+            gone = sorted(set(self.loaded) - set(wanted))
+            if gone:
+                self.loaded = {v: x for v, x in self.loaded.items() if v not in gone}
+                self.retired.update(gone)  # TF Serving lists them as END
+                for version in gone:
+                    log.info("%s: version %d unloaded", self.name, version)
+                if not self.loaded:
                     log.warning("%s: nothing to serve in %s", self.name, self.base_path)
-                    return True
-                tried.add(target)
-                files = self._files(
-                    target
-                )  # before the load: a change during it counts
-                try:
-                    self.current = self._load(target)
-                except Exception as exc:  # a broken version must not stop the server
-                    self._failed(target, exc, files)
-                    continue
-                self.failed.pop(target, None)
-                self.retired.discard(target)
-                if current is not None:  # TF Serving lists it as END from now on
-                    self.retired.add(current.version)
-                log.info("%s: serving version %d", self.name, target)
-                return True
+            return changed or bool(gone)
+
+    def _try_load(self, version: int) -> bool:
+        """Load ``version`` into :attr:`loaded`; return whether it loaded."""
+        files = self._files(version)  # before the load: a change during it counts
+        try:
+            loaded = self._load(version)
+        except Exception as exc:  # a broken version must not stop the server
+            self._failed(version, exc, files)
+            return False
+        self.loaded = {**self.loaded, version: loaded}
+        self.failed.pop(version, None)
+        self.retired.discard(version)
+        log.info("%s: serving version %d", self.name, version)
+        return True
 
     def _failed(self, version: int, exc: Exception, files: tuple) -> None:
         before = self.failed.get(version)
@@ -615,3 +697,11 @@ class ModelVersions:
         ):
             raise ValueError(f"{sidecar}: 'labels' must be a list of strings")
         return Loaded(version, backend, metadata, monitor, names)
+
+
+def policy_with_pin(policy: ModelEntry, pinned: int | None) -> ModelEntry:
+    """``policy``, or, with a ``pinned`` version, a ``specific`` policy of
+    that version only (``cnnlearn serve --pin-version``). Used in chapter 8."""
+    if pinned is None:
+        return policy
+    return dataclasses.replace(policy, policy="specific", versions=(pinned,))

@@ -54,6 +54,7 @@ from collections import deque
 from collections.abc import Callable
 from concurrent.futures import Future
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import numpy as np
 
@@ -67,6 +68,8 @@ __all__ = [
     "BatchingParameters",
     "QueueFullError",
     "batch_rows",
+    "parse_batching_parameters",
+    "read_batching_parameters",
 ]
 
 log = progress.logger("deploy")
@@ -106,6 +109,108 @@ class BatchingParameters:
             raise ValueError(
                 f"batch_timeout_micros must be >= 0, got {self.batch_timeout_micros}"
             )
+
+
+# TF Serving's BatchingParameters message (session_bundle_config.proto, fields
+# 1-7), built here: tensorflow-serving-api does not ship that proto.
+_BATCHING_FIELDS = (
+    ("max_batch_size", 1, "Int64Value"),
+    ("batch_timeout_micros", 2, "Int64Value"),
+    ("max_enqueued_batches", 3, "Int64Value"),
+    ("num_batch_threads", 4, "Int64Value"),
+    ("thread_pool_name", 5, "StringValue"),
+    ("allowed_batch_sizes", 6, "repeated int64"),
+    ("pad_variable_length_inputs", 7, "bool"),
+)
+
+
+def _batching_proto():
+    """The ``tensorflow.serving.BatchingParameters`` message class."""
+    from google.protobuf import (
+        descriptor_pb2,
+        descriptor_pool,
+        message_factory,
+        wrappers_pb2,
+    )
+
+    pool = descriptor_pool.DescriptorPool()
+    pool.AddSerializedFile(wrappers_pb2.DESCRIPTOR.serialized_pb)
+    file = descriptor_pb2.FileDescriptorProto(
+        name="cnnlearn/batching_parameters.proto",
+        package="tensorflow.serving",
+        syntax="proto3",
+        dependency=["google/protobuf/wrappers.proto"],
+    )
+    message = file.message_type.add(name="BatchingParameters")
+    kinds = descriptor_pb2.FieldDescriptorProto
+    for name, number, kind in _BATCHING_FIELDS:
+        field_proto = message.field.add(name=name, number=number, json_name=name)
+        if kind.endswith("Value"):
+            field_proto.type = kinds.TYPE_MESSAGE
+            field_proto.type_name = f".google.protobuf.{kind}"
+            field_proto.label = kinds.LABEL_OPTIONAL
+        elif kind == "bool":
+            field_proto.type, field_proto.label = kinds.TYPE_BOOL, kinds.LABEL_OPTIONAL
+        else:
+            field_proto.type, field_proto.label = kinds.TYPE_INT64, kinds.LABEL_REPEATED
+    pool.Add(file)
+    found = pool.FindMessageTypeByName("tensorflow.serving.BatchingParameters")
+    return message_factory.GetMessageClass(found)
+
+
+def parse_batching_parameters(
+    text: str, source: str = "batching parameters"
+) -> BatchingParameters:
+    """:class:`BatchingParameters` from TF Serving's ``BatchingParameters``
+    in protobuf text format (``--batching_parameters_file``), e.g.::
+
+        max_batch_size { value: 32 }
+        batch_timeout_micros { value: 2000 }
+        max_enqueued_batches { value: 100 }
+        num_batch_threads { value: 1 }
+
+    A field left out keeps :class:`BatchingParameters`' default;
+    ``thread_pool_name`` is accepted and ignored. Raises :class:`ValueError`
+    in one line naming ``source`` for text that does not parse (an unknown
+    field, such as those newer TF Serving versions added, fails here), a
+    value out of range, and for ``allowed_batch_sizes`` and
+    ``pad_variable_length_inputs``, which this server does not do (it never
+    pads a batch). Used in chapter 8.
+    """
+    from google.protobuf import text_format
+
+    proto = _batching_proto()()
+    try:
+        text_format.Parse(text, proto)
+    except text_format.ParseError as exc:
+        message = " ".join(str(exc).split())
+        raise ValueError(
+            f"{source}: Error parsing text-format "
+            f"tensorflow.serving.BatchingParameters: {message}"
+        ) from None
+    for unsupported in ("allowed_batch_sizes", "pad_variable_length_inputs"):
+        if getattr(proto, unsupported):
+            raise ValueError(
+                f"{source}: {unsupported} is not supported (batches are not padded)"
+            )
+    values = {
+        name: getattr(proto, name).value
+        for name, _, kind in _BATCHING_FIELDS
+        if kind == "Int64Value" and proto.HasField(name)
+    }
+    try:
+        return BatchingParameters(**values)
+    except ValueError as exc:
+        raise ValueError(f"{source}: {exc}") from None
+
+
+def read_batching_parameters(path: str | Path) -> BatchingParameters:
+    """:func:`parse_batching_parameters` of the file at ``path``; raises
+    :class:`FileNotFoundError` if there is none. Used in chapter 8."""
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"{path}: batching parameters file not found")
+    return parse_batching_parameters(path.read_text(), str(path))
 
 
 def batch_rows(inputs: dict[str, np.ndarray]) -> int:

@@ -27,12 +27,15 @@ string is provided"); here the check names the input and the signature's
 ``DT_`` dtype or shape.
 
 The service reads the models through a small :class:`ModelSource` (``find``
-a loaded version, the REST ``status`` body of a model), so the REST server
-and this one answer from the same state: the status and metadata answers are
-the REST answers' JSON parsed into TF Serving's protos
-(``google.protobuf.json_format``), which TF Serving's REST API prints from the
-same protos. A loaded version is what :mod:`cnnlearn.deploy.backends`
-describes (``version``, ``signatures``, ``run``, ``signature_def_map``).
+a loaded version, the REST ``status`` body of a model); the server's is
+:class:`~cnnlearn.deploy.state.StateSource`, and
+:func:`cnnlearn.deploy.server.start_grpc` (``cnnlearn serve --grpc-port``)
+starts this service beside the REST one, so both answer from the same state:
+the status and metadata answers are the REST answers' JSON parsed into TF
+Serving's protos (``google.protobuf.json_format``), which TF Serving's REST
+API prints from the same protos. A loaded version is what
+:mod:`cnnlearn.deploy.backends` describes (``version``, ``signatures``,
+``run``, ``signature_def_map``).
 Tensors go from ``TensorProto`` to NumPy with ``tf.make_ndarray`` (content or
 typed fields); answers are written in typed fields (``float_val``, ...), as
 TF Serving writes them by default, so clients that read ``float_val``

@@ -5,7 +5,8 @@ waits (bounded) for its ready file; the returned :class:`ServerProcess` is a
 context manager whose ``stop`` always ends the process (SIGTERM, then SIGKILL).
 :func:`load` is a small closed-loop load generator: C threads on keep-alive
 connections, each sending a pre-built request as soon as the previous answer
-arrives, for T seconds after a warm-up. The benchmark and the chapter use both.
+arrives, for T seconds after a warm-up; :func:`load_grpc` does the same over
+TF Serving's gRPC API. The benchmark and the chapter use them.
 """
 
 from __future__ import annotations
@@ -24,15 +25,24 @@ import numpy as np
 
 from cnnlearn.deploy import client
 
-__all__ = ["BackgroundTraffic", "ServerProcess", "http_request", "load", "start_server"]
+__all__ = [
+    "BackgroundTraffic",
+    "ServerProcess",
+    "http_request",
+    "load",
+    "load_grpc",
+    "start_server",
+]
 
 
 class ServerProcess:
-    """A running ``cnnlearn serve``: ``url``, ``process``, ``log_path``, ``stop()``."""
+    """A running ``cnnlearn serve``: ``url``, ``process``, ``log_path``, ``stop()``,
+    and ``grpc_target`` (``host:port``) when it was started with ``--grpc-port``."""
 
     def __init__(self, process: subprocess.Popen, url: str, log_path: Path, log):
         self.process = process
         self.url = url
+        self.grpc_target: str | None = None
         self.log_path = log_path
         self._log = log
 
@@ -60,7 +70,7 @@ class ServerProcess:
 
 
 def start_server(
-    model_dir: str | Path,
+    model_dir: str | Path | None,
     output_dir: str | Path,
     *,
     model_name: str = "mnist",
@@ -71,7 +81,9 @@ def start_server(
 ) -> ServerProcess:
     """Start ``cnnlearn serve`` on 127.0.0.1 and a free port; wait until ready.
 
-    The server's output goes to ``output_dir/server.log``; its ready file is
+    ``model_dir`` is the model's base path; ``None`` when ``extra_args`` name
+    the models otherwise (``--model-config-file``). The server's output goes to
+    ``output_dir/server.log``; its ready file is
     ``output_dir/server.json``. Raises ``RuntimeError`` if it exits early and
     ``TimeoutError`` (after stopping it) if it is not ready in ``timeout`` s.
     Whatever happens, the server is stopped when this Python process exits.
@@ -84,7 +96,8 @@ def start_server(
     log_path = out / "server.log"
     log = open(log_path, "wb")  # noqa: SIM115  (closed by stop())
     cmd = [sys.executable, "-m", "cnnlearn.cli", "serve", "--port", "0"]
-    cmd += ["--model-base-path", str(model_dir), "--model-name", model_name]
+    if model_dir is not None:
+        cmd += ["--model-base-path", str(model_dir), "--model-name", model_name]
     cmd += ["--backend", backend, "--poll-seconds", str(poll_seconds)]
     cmd += ["--output", str(out), *extra_args]
     env = {**os.environ, "PYTHONUNBUFFERED": "1"}
@@ -100,7 +113,10 @@ def start_server(
             if time.monotonic() > deadline:
                 raise TimeoutError(f"server not ready after {timeout} s")
             time.sleep(0.1)
-        server.url = json.loads(ready.read_text())["url"]
+        info = json.loads(ready.read_text())
+        server.url = info["url"]
+        if info.get("grpc_port") is not None:
+            server.grpc_target = f"{info['host']}:{info['grpc_port']}"
     except BaseException:
         server.stop()
         raise
@@ -136,7 +152,7 @@ def _read_response(sock: socket.socket, buffer: bytearray) -> tuple[int, bytes]:
     return status, body
 
 
-def _client(address, request, warm_until, stop_at, latencies, errors) -> None:
+def _http_client(address, request, warm_until, stop_at, latencies, errors) -> None:
     try:
         sock = socket.create_connection(address, timeout=30)
         sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
@@ -162,6 +178,53 @@ def _client(address, request, warm_until, stop_at, latencies, errors) -> None:
                 latencies.append(done - start)
 
 
+def _grpc_client(target, request, warm_until, stop_at, latencies, errors) -> None:
+    import grpc
+    from tensorflow_serving.apis import prediction_service_pb2_grpc
+
+    # A connection of its own per client, as each HTTP client has its socket
+    # (grpcio shares one between channels to the same target by default).
+    options = [("grpc.use_local_subchannel_pool", 1)]
+    with grpc.insecure_channel(target, options=options) as channel:
+        predict = prediction_service_pb2_grpc.PredictionServiceStub(channel).Predict
+        while True:
+            start = time.perf_counter()
+            if start >= stop_at:
+                return
+            try:
+                answer = predict(request, timeout=30)
+            except grpc.RpcError as exc:
+                errors.append(f"{exc.code().name}: {exc.details()}")
+                continue
+            done = time.perf_counter()
+            if not answer.outputs:
+                errors.append("an answer without outputs")
+            elif start >= warm_until:
+                latencies.append(done - start)
+
+
+def _closed_loop(client, args: tuple, clients: int, seconds: float, warmup: float):
+    latencies: list[float] = []
+    errors: list[str] = []
+    warm_until = time.perf_counter() + warmup
+    stop_at = warm_until + seconds
+    args = (*args, warm_until, stop_at, latencies, errors)
+    threads = [threading.Thread(target=client, args=args) for _ in range(clients)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(timeout=warmup + seconds + 60)
+    ms = np.asarray(latencies) * 1000
+    return {
+        "requests": len(latencies),
+        "errors": len(errors),
+        "first_errors": errors[:3],
+        "p50_ms": float(np.percentile(ms, 50)) if len(ms) else None,
+        "p99_ms": float(np.percentile(ms, 99)) if len(ms) else None,
+        "requests_per_s": len(latencies) / seconds,
+    }
+
+
 def load(
     url: str,
     request: bytes,
@@ -177,25 +240,24 @@ def load(
     """
     host, port = url.split("//", 1)[1].rsplit(":", 1)
     address = (host.strip("[]"), int(port))
-    latencies: list[float] = []
-    errors: list[str] = []
-    warm_until = time.perf_counter() + warmup
-    stop_at = warm_until + seconds
-    args = (address, request, warm_until, stop_at, latencies, errors)
-    threads = [threading.Thread(target=_client, args=args) for _ in range(clients)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join(timeout=warmup + seconds + 60)
-    ms = np.asarray(latencies) * 1000
-    return {
-        "requests": len(latencies),
-        "errors": len(errors),
-        "first_errors": errors[:3],
-        "p50_ms": float(np.percentile(ms, 50)) if len(ms) else None,
-        "p99_ms": float(np.percentile(ms, 99)) if len(ms) else None,
-        "requests_per_s": len(latencies) / seconds,
-    }
+    return _closed_loop(_http_client, (address, request), clients, seconds, warmup)
+
+
+def load_grpc(
+    target: str,
+    request,
+    clients: int = 4,
+    seconds: float = 5.0,
+    warmup: float = 1.0,
+) -> dict:
+    """:func:`load` over gRPC: ``clients`` channels calling ``Predict``.
+
+    ``target`` is ``host:port`` of the server's gRPC port; ``request`` a
+    ``tensorflow.serving.PredictRequest``. Each client has a connection of its
+    own. Failed calls (any gRPC status but OK) and answers without outputs count
+    as errors. Returns what :func:`load` returns. Needs ``tensorflow-serving-api``.
+    """
+    return _closed_loop(_grpc_client, (target, request), clients, seconds, warmup)
 
 
 class BackgroundTraffic:

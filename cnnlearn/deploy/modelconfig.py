@@ -255,20 +255,23 @@ def read_config(
     return parse_config(path.read_text(), root_dir, str(path), check_paths)
 
 
-def select_versions(entry: ModelEntry, on_disk: Iterable[int]) -> list[int]:
+def select_versions(
+    entry: ModelEntry, on_disk: Iterable[int], warn: bool = True
+) -> list[int]:
     """The versions that ``entry``'s policy serves out of those on disk,
     ascending.
 
     ``latest``: the ``num_versions`` highest; ``all``: every one;
-    ``specific``: those listed that exist (a listed version that is missing
-    is logged, as TF Serving's ``AspireSpecificVersions`` does). Used in
+    ``specific``: those listed that exist (with ``warn``, a listed version
+    that is missing is logged, as TF Serving's ``AspireSpecificVersions``
+    does; a caller that polls may log it only when it changes). Used in
     chapter 8.
     """
     versions = sorted(set(on_disk))
     if entry.policy == "all":
         return versions
     if entry.policy == "specific":
-        missing = sorted(set(entry.versions) - set(versions))
+        missing = sorted(set(entry.versions) - set(versions)) if warn else []
         for version in missing:
             log.warning(
                 "Version %d of servable %s, which was requested to be served as a "
@@ -347,6 +350,11 @@ class ConfigWatcher:
     root_dir, check_paths
         As for :func:`parse_config`.
 
+    ``models`` is the config applied last, ``last_error`` the one-line reason
+    the last :meth:`check` applied nothing (``None`` after one that applied a
+    config). The server (:func:`cnnlearn.deploy.state.apply_config`) calls
+    :meth:`check` from its version poll rather than :meth:`start`'s thread.
+
     Used in chapter 8.
     """
 
@@ -366,20 +374,26 @@ class ConfigWatcher:
         self.models: tuple[ModelEntry, ...] | None = None  # the config applied
         self.reloads = 0  # configs applied, the first included
         self.errors = 0  # distinct failures to read, parse, validate or apply
+        self.last_error: str | None = None  # why the last check applied nothing
         self._applied: bytes | None = None  # digest of the file applied
-        self._last_error: str | None = None
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self._lock = threading.Lock()
 
-    def check(self) -> bool:
+    def check(self, raise_errors: bool = False) -> bool:
         """Read the file; apply it if it differs from the config in use and is
-        valid; return whether a config was applied. Never raises: a file that
-        cannot be read, parsed, validated or applied is logged (once while
-        the error stays the same) and tried again at the next check, so a
-        base path created later is picked up without touching the file."""
+        valid; return whether a config was applied. A file that cannot be
+        read, parsed, validated or applied is logged (once while the error
+        stays the same) and tried again at the next check, so a base path
+        created later is picked up without touching the file; with
+        ``raise_errors`` (the server's first check: a bad file at start is
+        fatal, as in TF Serving) the error is raised instead, one line:
+        :class:`FileNotFoundError` for a missing file, :class:`ValueError`
+        for a bad one, or what ``apply`` raised."""
         with self._lock:
             try:
+                if not self.path.is_file():
+                    raise FileNotFoundError(f"{self.path}: model config file not found")
                 data = self.path.read_bytes()
                 digest = hashlib.sha256(data).digest()
                 if digest == self._applied:
@@ -389,14 +403,16 @@ class ConfigWatcher:
                 )
                 self.apply(models)
             except Exception as exc:  # a bad file must not stop the server
+                if raise_errors:
+                    raise
                 message = _one_line(f"model config {self.path} not applied: {exc}")
-                if message != self._last_error:
+                if message != self.last_error:
                     self.errors += 1
                     log.error("%s", message)
-                self._last_error = message
+                self.last_error = message
                 return False
             self._applied = digest
-            self._last_error = None
+            self.last_error = None
             self.models = models
             self.reloads += 1
             log.info("model config %s applied: %d models", self.path, len(models))

@@ -23,8 +23,10 @@ server works unchanged against ``tensorflow/serving``:
 =============================================================  ==================
 
 Request bodies may be gzip-compressed (``Content-Encoding: gzip``; bounded by
-``max_body_bytes`` after decompression). A version served before and replaced
-stays in the status answer as ``END``, as in TF Serving.
+``max_body_bytes`` after decompression). Every version that the model's
+version policy keeps loaded is served (``/versions/{v}``, or a label that
+names it); a request without a version gets the highest. A version served
+before and unloaded stays in the status answer as ``END``, as in TF Serving.
 
 Any SavedModel in TF Serving's layout serves (see :mod:`~.backends`): every
 signature with its own inputs and outputs, converted from and to JSON with TF
@@ -34,51 +36,53 @@ monitoring. A version with a checksum manifest is checked before it loads.
 
 Errors are ``{"error": "..."}``: 400 for a bad request (malformed JSON, a value
 of the wrong type, a ragged list, a shape the signature cannot take, both
-``instances`` and ``inputs``, a version over int64, an unknown version
-label, an unroutable URL, malformed HTTP, and, where the server was started
-with them, the guards of :class:`~.protocol.Guards`: a batch limit, a value
-range, finite values only), 404 for an unknown model or version or any path
-outside ``/v1``, 408 for a body not received within ``body_timeout``,
-413 for a body over ``max_body_bytes``, 431 for headers over
-:data:`MAX_HEADER_BYTES`, 503 over ``limit_concurrency``, 500 if the backend
-fails. A client that closes the connection before its body
-is in is counted as 499 (nginx's "client closed request"), logged in one line.
-Predict answers carry an ``x-model-version`` header (TF Serving has none;
-clients may ignore it). JSON goes through simdjson (plain float batches) or
-orjson (everything else, see :func:`~.protocol.read_predict`); nothing is ever
+``instances`` and ``inputs``, a version over int64, an unknown version label,
+an unroutable URL, malformed HTTP, and, where the server was started with them,
+the guards of :class:`~.protocol.Guards`: a batch limit, a value range, finite
+values only), 404 for an unknown model or version or any path outside ``/v1``,
+408 for a body not received within ``body_timeout``, 413 for a body over
+``max_body_bytes``, 431 for headers over :data:`MAX_HEADER_BYTES`, 503 over
+``limit_concurrency`` or when a version's batching queue is full, 500 if the
+backend fails. A client that closes the connection before its body is in is
+counted as 499 (nginx's "client closed request"), logged in one line. Predict
+answers carry an ``x-model-version`` header (TF Serving has none; clients may
+ignore it). JSON goes through simdjson (plain float batches) or orjson
+(everything else, see :func:`~.protocol.read_predict`); nothing is ever
 unpickled. Parsing and inference of a body over ``inline_bytes`` run in a
 bounded pool of worker threads, so the event loop keeps answering status and
 health requests meanwhile. New versions under a model's base path are picked up
 by a background poll, without a restart, and a version whose load failed is
 retried with backoff and shown in the status API (see
-:class:`~.backends.ModelVersions`). The LiteRT backend never imports TensorFlow.
+:class:`~.backends.ModelVersions`). The LiteRT backend never imports
+TensorFlow.
 
-Slow and idle clients are cut off by :class:`GuardedProtocol`, uvicorn's
-httptools protocol with header and body timeouts added (uvicorn itself only has
-``timeout_keep_alive``, which starts once a response is sent, so a connection
-that never completes its headers would stay open forever). uvicorn answers
-malformed HTTP itself, before the app, with a plain-text 400
-(``HttpToolsProtocol.send_400_response``) and requests over its
-``limit_concurrency`` with a plain-text 503 (``flow_control.service_unavailable``);
-:class:`GuardedProtocol` overrides both, so those answers are JSON as well.
+The server's state (the models, their versions, labels and batching queues)
+is in :mod:`~.state`, shared with the gRPC service; uvicorn's guarded
+transport (timeouts, JSON answers for malformed HTTP and overload) is in
+:mod:`~.transport`. Their public names are importable from here too.
+
+Beyond the REST port, :func:`serve` can start TF Serving's gRPC API
+(``grpc_port``: TF Serving's ``--port``; our ``port`` is the REST port, TF
+Serving's ``--rest_api_port``) from the same state, read a model config file
+(``model_config_file``, re-read every ``config_poll_seconds``) and batch
+requests server-side (``batching``), both ports' predict requests going
+through one queue per model version.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import gc
 import os
 import re
 import signal
-import socket
 import threading
 import time
 import urllib.parse
 import zlib
-from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -86,35 +90,88 @@ import orjson
 import uvicorn
 from fastapi import FastAPI, Request
 from fastapi.responses import Response
-from prometheus_client import (
-    CONTENT_TYPE_LATEST,
-    CollectorRegistry,
-    Counter,
-    Histogram,
-    generate_latest,
-)
-from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from starlette.exceptions import HTTPException
 from starlette.requests import ClientDisconnect
-from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 
 from cnnlearn import progress
 from cnnlearn._io import write_json
-from cnnlearn.deploy.backends import Loaded, ModelVersions
+from cnnlearn.deploy.backends import Loaded
+from cnnlearn.deploy.batching import Batchers, BatchingParameters, QueueFullError
+from cnnlearn.deploy.modelconfig import ConfigWatcher
 from cnnlearn.deploy.protocol import (
     Guards,
+    ParsedRequest,
     ServingError,
     classify_response,
     metadata_body,
-    not_found,
     predict_response,
     read_examples_request,
     read_predict,
     regress_response,
-    status_body,
+)
+from cnnlearn.deploy.state import (
+    DEFAULT_INLINE_BYTES,
+    DEFAULT_MAX_BATCH,
+    DEFAULT_MAX_BODY_BYTES,
+    DEFAULT_WORKERS,
+    ServerMetrics,
+    ServerState,
+    StateSource,
+    apply_config,
+    find_version,
+    load_models,
+    observe,
+    poll_models,
+    run_model,
+    version_status,
+)
+from cnnlearn.deploy.transport import (
+    DEFAULT_BODY_TIMEOUT,
+    DEFAULT_HEADER_TIMEOUT,
+    DEFAULT_KEEP_ALIVE_TIMEOUT,
+    DEFAULT_LIMIT_CONCURRENCY,
+    MAX_HEADER_BYTES,
+    GuardedProtocol,
+    bind,
+    guarded_protocol,
+    server_config,
+    service_busy,
 )
 
 __all__ = [
+    # defined here
+    "CORS_HEADERS",
+    "HTTP_METHODS",
+    "METRICS_PATH",
+    "PREDICT_PATH",
+    "REST_PATH",
+    "ROUTES",
+    "STATUS_PATH",
+    "answer",
+    "batched_answer",
+    "classify_or_regress",
+    "cors_preflight",
+    "create_app",
+    "get_metadata",
+    "get_status",
+    "gunzip",
+    "http_error",
+    "internal_error",
+    "lifespan",
+    "parse_body",
+    "poll_forever",
+    "predict",
+    "prometheus_metrics",
+    "read_body",
+    "respond",
+    "rest_api",
+    "route",
+    "run_examples",
+    "serve",
+    "server_state",
+    "start_grpc",
+    # from cnnlearn.deploy.state and cnnlearn.deploy.transport, where they live
     "DEFAULT_BODY_TIMEOUT",
     "DEFAULT_HEADER_TIMEOUT",
     "DEFAULT_INLINE_BYTES",
@@ -124,69 +181,18 @@ __all__ = [
     "DEFAULT_MAX_BODY_BYTES",
     "DEFAULT_WORKERS",
     "MAX_HEADER_BYTES",
-    "CORS_HEADERS",
-    "HTTP_METHODS",
-    "METRICS_PATH",
-    "PREDICT_PATH",
-    "REST_PATH",
-    "ROUTES",
-    "STATUS_PATH",
     "GuardedProtocol",
     "ServerMetrics",
     "ServerState",
-    "answer",
-    "classify_or_regress",
-    "cors_preflight",
-    "create_app",
+    "StateSource",
     "find_version",
-    "get_metadata",
-    "get_status",
     "guarded_protocol",
-    "gunzip",
-    "http_error",
-    "internal_error",
-    "lifespan",
     "load_models",
-    "poll_forever",
-    "predict",
-    "prometheus_metrics",
-    "read_body",
-    "rest_api",
-    "route",
-    "run_examples",
-    "serve",
     "server_config",
-    "server_state",
     "service_busy",
     "version_status",
 ]
 
-#: The batch limit the chapter 8 model server applied before it took any
-#: SavedModel: now an option (``max_batch``), off by default as in TF Serving.
-DEFAULT_MAX_BATCH = 1024
-DEFAULT_MAX_BODY_BYTES = 32 * 1024 * 1024  # a 1024-image float batch is ~12 MB
-#: Worker threads that parse and run requests with bodies over inline_bytes.
-#: One: JSON parsing holds the GIL, so each more thread competes with the event
-#: loop for it (a status request waited longer with 2 or 4 than with 1 while
-#: clients sent large uint8 batches), and LiteRT calls are serialized anyway.
-DEFAULT_WORKERS = 1
-#: Bodies up to this size (a few single images) are parsed and run on the
-#: event loop: see create_app.
-DEFAULT_INLINE_BYTES = 64 * 1024
-#: Seconds from a connection's opening, or a request's first byte, to the end
-#: of its headers.
-DEFAULT_HEADER_TIMEOUT = 10.0
-#: Seconds from the end of the headers to the end of the body: a full
-#: DEFAULT_MAX_BODY_BYTES body needs about 0.6 MB/s.
-DEFAULT_BODY_TIMEOUT = 60.0
-#: Seconds an idle keep-alive connection stays open (uvicorn's default).
-DEFAULT_KEEP_ALIVE_TIMEOUT = 5.0
-#: Open connections at most (uvicorn's limit_concurrency); with the body limit,
-#: it bounds the memory that request bodies can take.
-DEFAULT_LIMIT_CONCURRENCY = 128
-#: Header bytes one request may send before it is refused with 431.
-MAX_HEADER_BYTES = 64 * 1024
-LATENCY_BUCKETS = (0.0005, 0.001, 0.002, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1.0)
 log = progress.logger("deploy")
 
 
@@ -195,194 +201,9 @@ def _json(obj, status: int = 200, headers: dict | None = None) -> Response:
     return Response(body, status, headers, media_type="application/json")
 
 
-class ServerMetrics:
-    """The server's Prometheus metrics, in a registry of its own.
-
-    ``cnnlearn_requests_total`` counts predict answers by status (499: the
-    client closed the connection first); ``cnnlearn_model_load_failures_total``
-    counts failed loads of model versions, retries included.
-    """
-
-    def __init__(self, models: dict[str, ModelVersions]):
-        self.registry = CollectorRegistry()
-        self.requests = Counter(
-            "cnnlearn_requests",
-            "Predict requests by model, version and HTTP status",
-            ["model", "version", "status"],
-            registry=self.registry,
-        )
-        self.latency = Histogram(
-            "cnnlearn_request_latency_seconds",
-            "Predict latency inside the server, from body received to answer",
-            ["model"],
-            buckets=LATENCY_BUCKETS,
-            registry=self.registry,
-        )
-        self.models = models
-        self.classes = {name: np.zeros(0, dtype=np.int64) for name in models}
-        self.images = dict.fromkeys(models, 0)
-        self.lock = threading.Lock()  # worker threads count predictions
-        self._children: dict[tuple, object] = {}
-        self.registry.register(self)  # collect() below: classes, drift, versions
-
-    def record(self, model: str, version: str, status: int, seconds: float) -> None:
-        if model not in self.models:  # names from URLs: bound the label values
-            model = "_unknown"
-        key = (model, version, status)
-        child = self._children.get(key)
-        if child is None:
-            child = self._children[key] = self.requests.labels(model, version, status)
-        child.inc()
-        if model in self.models:
-            key = (model,)
-            hist = self._children.get(key)
-            if hist is None:
-                hist = self._children[key] = self.latency.labels(model)
-            hist.observe(seconds)
-
-    def count_predictions(self, model: str, probabilities: np.ndarray) -> None:
-        counts = np.bincount(
-            probabilities.argmax(axis=1), minlength=probabilities.shape[1]
-        )
-        with self.lock:
-            known = self.classes[model]
-            if len(counts) > len(known):
-                known = np.pad(known, (0, len(counts) - len(known)))
-            known[: len(counts)] += counts
-            self.classes[model] = known
-            self.images[model] += len(probabilities)
-
-    def collect(self):
-        classes = CounterMetricFamily(
-            "cnnlearn_predicted_class",
-            "Predictions per class (argmax)",
-            labels=["model", "class"],
-        )
-        images = CounterMetricFamily(
-            "cnnlearn_images", "Images predicted", labels=["model"]
-        )
-        drift = GaugeMetricFamily(
-            "cnnlearn_input_drift",
-            "|live mean - training mean| / training std of per-image statistics, "
-            "over the drift window",
-            labels=["model", "statistic"],
-        )
-        version = GaugeMetricFamily(
-            "cnnlearn_model_version", "The version being served", labels=["model"]
-        )
-        failures = CounterMetricFamily(
-            "cnnlearn_model_load_failures",
-            "Failed loads of model versions (each retry counts)",
-            labels=["model"],
-        )
-        for name, manager in self.models.items():
-            with self.lock:
-                counted, seen = self.classes[name].tolist(), self.images[name]
-            for cls, count in enumerate(counted):
-                classes.add_metric([name, str(cls)], count)
-            images.add_metric([name], seen)
-            failures.add_metric([name], manager.load_failures)
-            loaded = manager.current
-            if loaded is not None:
-                version.add_metric([name], loaded.version)
-                if loaded.monitor is not None:
-                    for stat, value in loaded.monitor.drift().items():
-                        drift.add_metric([name, stat], value)
-        yield from (classes, images, drift, version, failures)
-
-    def describe(self):
-        return []
-
-
-@dataclass
-class ServerState:
-    """What the request handlers read: the app's ``app.state.server``.
-
-    ``managers`` maps each model name to its :class:`~.backends.ModelVersions`;
-    ``on_ready`` are called once the app accepts connections (``serve`` writes
-    its ready file there); ``executor`` is the worker pool while the app runs
-    (:func:`lifespan`), ``None`` otherwise (then everything runs inline).
-    """
-
-    managers: dict[str, ModelVersions]
-    metrics: ServerMetrics
-    guards: Guards = field(default_factory=Guards)
-    max_body_bytes: int = DEFAULT_MAX_BODY_BYTES
-    poll_seconds: float = 1.0
-    body_timeout: float = DEFAULT_BODY_TIMEOUT
-    workers: int = DEFAULT_WORKERS
-    inline_bytes: int = DEFAULT_INLINE_BYTES
-    executor: ThreadPoolExecutor | None = None
-    on_ready: list[Callable[[], None]] = field(default_factory=list)
-
-
 def server_state(request: Request) -> ServerState:
     """The :class:`ServerState` of the app answering ``request``."""
     return request.app.state.server
-
-
-def find_version(
-    state: ServerState, name: str, version: int | None, label: str | None = None
-):
-    """The loaded version of model ``name`` that a URL asks for.
-
-    ``version`` is the URL's ``/versions/{v}`` number and ``label`` its
-    ``/labels/{label}``, both ``None`` for the version being served. Raises
-    :class:`~.protocol.ServingError`: 400 for a label the model does not
-    have (TF Serving's "Unrecognized servable version label"), 404 for an
-    unknown model or a version not served.
-    """
-    manager = state.managers.get(name)
-    loaded = manager.current if manager else None
-    if label is not None:
-        if manager is None:
-            raise not_found(name)
-        if label not in manager.version_labels:
-            raise ServingError(400, f"Unrecognized servable version label: {label}")
-        version = manager.version_labels[label]
-    if version is None:
-        if loaded is None:
-            raise not_found(name)
-        return loaded
-    if loaded is None or loaded.version != version:
-        raise not_found(name, version)
-    return loaded
-
-
-def version_status(
-    state: ServerState, name: str, version: int | None, label: str | None = None
-) -> dict:
-    """TF Serving's status answer for model ``name``: the version served
-    (``AVAILABLE``), those served before (``END``, OK) and those whose load
-    failed (``END``, with the error), or only the version the URL names
-    (``version`` or ``label``). Raises :class:`~.protocol.ServingError` with
-    TF Serving's words (``get_model_status_impl.cc``): 404 "Could not find
-    any versions of model ..." or "Could not find version ... of model ...".
-    """
-    manager = state.managers.get(name)
-    if label is not None and manager is not None:
-        if label not in manager.version_labels:
-            raise ServingError(400, f"Unrecognized servable version label: {label}")
-        version = manager.version_labels[label]
-    if manager is None:
-        if version is None:
-            raise ServingError(404, f"Could not find any versions of model {name}")
-        raise ServingError(404, f"Could not find version {version} of model {name}")
-    loaded = manager.current
-    failed = {v: ("OK", "") for v in manager.retired.copy()}
-    failed.update(
-        (v, (failure.error_code, failure.message))
-        for v, failure in manager.failed.copy().items()  # a copy: polls change it
-    )
-    available = [loaded.version] if loaded is not None else []
-    if version is not None:
-        available = [v for v in available if v == version]
-        failed = {v: why for v, why in failed.items() if v == version}
-        if not available and not failed:
-            raise ServingError(404, f"Could not find version {version} of model {name}")
-    if not available and not failed:
-        raise ServingError(404, f"Could not find any versions of model {name}")
-    return status_body(available, failed)
 
 
 def _error(exc: ServingError) -> Response:
@@ -437,20 +258,6 @@ async def read_body(
     return b"".join(chunks)
 
 
-def _observe(state: ServerState, name: str, loaded: Loaded, inputs, outputs):
-    """Feed the drift monitor (the first image-like input: numbers, at least
-    3-D) and the predicted-class counts (a single 2-D float output)."""
-    if loaded.monitor is not None:
-        for array in inputs.values():
-            if array.dtype.kind in "uif" and array.ndim >= 3:
-                loaded.monitor.update(array)
-                break
-    if len(outputs) == 1:
-        (out,) = outputs.values()
-        if out.dtype.kind == "f" and out.ndim == 2 and out.shape[1] > 0:
-            state.metrics.count_predictions(name, out)
-
-
 def gunzip(body: bytes, max_bytes: int) -> bytes:
     """A ``Content-Encoding: gzip`` body, decompressed (TF Serving's HTTP
     server accepts them); 413 once it would pass ``max_bytes``, 400 if it is
@@ -467,26 +274,68 @@ def gunzip(body: bytes, max_bytes: int) -> bytes:
     return out
 
 
+def parse_body(
+    state: ServerState, loaded: Loaded, body: bytes, gzipped: bool = False
+) -> ParsedRequest:
+    """A predict body (gunzipped first if ``gzipped``), parsed and checked
+    against the version's signatures and the server's guards. Used in
+    chapter 8."""
+    if gzipped:
+        body = gunzip(body, state.max_body_bytes)
+    return read_predict(body, loaded.signatures, state.guards)
+
+
+def respond(
+    state: ServerState, name: str, loaded: Loaded, parsed: ParsedRequest, outputs
+) -> Response:
+    """Feed the drift monitor and the class counts, and build TF Serving's
+    answer to ``parsed`` from the model's ``outputs``, with an
+    ``x-model-version`` header. Used in chapter 8."""
+    observe(state, name, loaded, parsed.inputs, outputs)
+    return Response(
+        predict_response(outputs, parsed.key),
+        200,
+        {"x-model-version": str(loaded.version)},
+        media_type="application/json",
+    )
+
+
 def answer(
     state: ServerState, name: str, loaded: Loaded, body: bytes, gzipped: bool = False
 ) -> Response:
     """Parse a predict body against the version's signatures, run it, feed
     the drift monitor and the class counts, and build TF Serving's answer: the
-    work :func:`predict` runs in a worker thread (or inline for a small body).
-    Thread-safe: LiteRT calls are serialized by the backend, the monitor and
-    the counts take locks."""
-    if gzipped:
-        body = gunzip(body, state.max_body_bytes)
-    parsed = read_predict(body, loaded.signatures, state.guards)
+    work :func:`predict` runs in a worker thread (or inline for a small body)
+    when the server does not batch. Thread-safe: LiteRT calls are serialized
+    by the backend, the monitor and the counts take locks."""
+    parsed = parse_body(state, loaded, body, gzipped)
     outputs = loaded.run(parsed.signature, parsed.inputs)
-    _observe(state, name, loaded, parsed.inputs, outputs)
-    served = str(loaded.version)
-    return Response(
-        predict_response(outputs, parsed.key),
-        200,
-        {"x-model-version": served},
-        media_type="application/json",
-    )
+    return respond(state, name, loaded, parsed, outputs)
+
+
+async def batched_answer(
+    state: ServerState,
+    batchers: Batchers,
+    name: str,
+    loaded: Loaded,
+    body: bytes,
+    gzipped: bool = False,
+) -> Response:
+    """:func:`answer` through the version's batching queue: the body is
+    parsed (inline if small, else in a worker thread), its inputs join a batch
+    (:meth:`~.batching.Batchers.submit`, awaited without blocking the event
+    loop), and the answer is built from this request's own rows. Used in
+    chapter 8."""
+    executor = state.executor
+    if executor is None or (len(body) <= state.inline_bytes and not gzipped):
+        parsed = parse_body(state, loaded, body, gzipped)
+    else:
+        loop = asyncio.get_running_loop()
+        parsed = await loop.run_in_executor(
+            executor, parse_body, state, loaded, body, gzipped
+        )
+    outputs = await batchers.submit(name, loaded, parsed.signature, parsed.inputs)
+    return respond(state, name, loaded, parsed, outputs)
 
 
 async def predict(
@@ -498,8 +347,9 @@ async def predict(
     :func:`answer` (parse ``instances`` or ``inputs`` against its signatures,
     run the backend, answer in the request's format with an
     ``x-model-version`` header) in the worker pool, or inline for a body of at
-    most ``inline_bytes``. Every answer, error or not, is counted and timed in
-    the metrics; a client gone before its body is in counts as 499.
+    most ``inline_bytes``; with batching, :func:`batched_answer` (503 when the
+    version's queue is full). Every answer, error or not, is counted and timed
+    in the metrics; a client gone before its body is in counts as 499.
     """
     start = time.perf_counter()
     state = server_state(request)
@@ -508,9 +358,13 @@ async def predict(
         body = await read_body(request, state.max_body_bytes, state.body_timeout)
         loaded = find_version(state, name, version, label)
         served = str(loaded.version)
-        executor = state.executor
+        executor, batchers = state.executor, state.batchers
         gzipped = request.headers.get("content-encoding", "").lower() == "gzip"
-        if executor is None or (len(body) <= state.inline_bytes and not gzipped):
+        if batchers is not None:
+            response = await batched_answer(
+                state, batchers, name, loaded, body, gzipped
+            )
+        elif executor is None or (len(body) <= state.inline_bytes and not gzipped):
             response = answer(state, name, loaded, body, gzipped)
         else:
             loop = asyncio.get_running_loop()
@@ -523,8 +377,10 @@ async def predict(
     except ServingError as exc:
         close = {"connection": "close"} if exc.status in (408, 413) else None
         response = _json({"error": exc.message}, exc.status, close)
-    except ValueError as exc:  # e.g. a bad Content-Length
+    except ValueError as exc:  # e.g. a bad Content-Length, a batch too large
         response = _json({"error": str(exc)}, 400)
+    except QueueFullError as exc:  # TF Serving's UNAVAILABLE
+        response = _json({"error": str(exc)}, 503)
     except Exception as exc:  # a backend failure: answer, log, keep serving
         log.exception("%s: prediction failed", name)
         response = _json({"error": f"Internal error: {type(exc).__name__}"}, 500)
@@ -551,40 +407,28 @@ async def internal_error(request: Request, exc: Exception) -> Response:
     return _json({"error": f"Internal error: {type(exc).__name__}"}, 500)
 
 
-async def service_busy(scope, receive, send) -> None:
-    """The ASGI answer over ``limit_concurrency``: a JSON 503 that closes the
-    connection (uvicorn's own is plain text)."""
-    body = orjson.dumps({"error": "Service unavailable: too many connections"})
-    headers = [
-        (b"content-type", b"application/json"),
-        (b"content-length", str(len(body)).encode()),
-        (b"connection", b"close"),
-    ]
-    await send({"type": "http.response.start", "status": 503, "headers": headers})
-    await send({"type": "http.response.body", "body": body})
-
-
 async def poll_forever(state: ServerState) -> None:
-    """Scan every model's base path for new versions every ``poll_seconds``.
-
-    Loading runs in a thread, so the event loop keeps serving meanwhile; a
-    failed poll is logged and the next one tries again.
-    """
+    """Every ``poll_seconds``: :func:`~.state.poll_models` (the model config
+    file when its wait is over, new and old versions under every base path,
+    retired batching queues) in a thread, so the event loop keeps serving
+    meanwhile; a failed round is logged and the next one tries again."""
     while True:
         await asyncio.sleep(state.poll_seconds)
-        for manager in state.managers.values():
-            try:
-                await asyncio.to_thread(manager.poll)
-            except Exception as exc:  # keep polling whatever happens
-                log.error("%s: poll failed: %s", manager.name, exc)
+        try:
+            await asyncio.to_thread(poll_models, state)
+        except Exception as exc:  # keep polling whatever happens
+            log.error("poll failed: %s", exc)
 
 
 @contextlib.asynccontextmanager
 async def lifespan(app: FastAPI):
-    """While the app runs: the worker pool, a poll for versions, and
-    ``on_ready`` called once."""
+    """While the app runs: the worker pool, the batching queues (with
+    ``batching``), a poll for versions, and ``on_ready`` called once. At
+    shutdown the queues run what they hold, then close."""
     state: ServerState = app.state.server
     state.executor = ThreadPoolExecutor(state.workers, "cnnlearn-predict")
+    if state.batching is not None:
+        state.batchers = Batchers(state.batching)
     task = asyncio.create_task(poll_forever(state))
     for callback in state.on_ready:  # e.g. serve() writes its ready file
         callback()
@@ -594,6 +438,9 @@ async def lifespan(app: FastAPI):
         task.cancel()
         with contextlib.suppress(asyncio.CancelledError):
             await task
+        batchers, state.batchers = state.batchers, None
+        if batchers is not None:
+            await asyncio.to_thread(batchers.close)
         executor, state.executor = state.executor, None
         executor.shutdown(wait=False, cancel_futures=True)
 
@@ -758,30 +605,6 @@ async def classify_or_regress(
     return Response(answer_body, 200, media_type="application/json")
 
 
-def load_models(
-    models: dict[str, str | Path],
-    backend: str,
-    pinned: dict[str, int] | None,
-    drift_window: int,
-) -> dict[str, ModelVersions]:
-    """One :class:`~.backends.ModelVersions` per model, its versions present
-    now loaded. Raises :class:`FileNotFoundError` for a missing base path and
-    :class:`ValueError` for a pinned model that is not served."""
-    pinned = pinned or {}
-    unknown = set(pinned) - set(models)
-    if unknown:
-        raise ValueError(f"pinned models {sorted(unknown)} are not served")
-    managers = {
-        name: ModelVersions(name, path, backend, pinned.get(name), drift_window)
-        for name, path in models.items()
-    }
-    for manager in managers.values():
-        if not manager.base_path.is_dir():
-            raise FileNotFoundError(f"model base path {manager.base_path} not found")
-        manager.poll()
-    return managers
-
-
 def create_app(
     models: dict[str, str | Path],
     backend: str = "tflite",
@@ -796,8 +619,12 @@ def create_app(
     body_timeout: float = DEFAULT_BODY_TIMEOUT,
     workers: int = DEFAULT_WORKERS,
     inline_bytes: int = DEFAULT_INLINE_BYTES,
+    model_config_file: str | Path | None = None,
+    config_poll_seconds: float = 0.0,
+    batching: BatchingParameters | None = None,
 ) -> FastAPI:
-    """The FastAPI app serving ``models`` (name → base path). Used in chapter 8.
+    """The FastAPI app serving ``models`` (name → base path), or the models of
+    a model config file. Used in chapter 8.
 
     Parameters
     ----------
@@ -835,14 +662,42 @@ def create_app(
         be a large share of a single-image request's latency, which the
         chapter 8 benchmark holds to its p99 goal. 0 sends every body to the
         workers.
+    model_config_file
+        TF Serving's ``--model_config_file`` (:mod:`~.modelconfig`): the
+        models, their version policies and labels, instead of ``models`` and
+        ``pinned``. A file that does not parse or validate, or whose labels
+        name versions that did not load, is refused here (``ValueError``,
+        one line; a missing file: ``FileNotFoundError``), as TF Serving
+        refuses to start with it.
+    config_poll_seconds
+        TF Serving's ``--model_config_file_poll_wait_seconds``: the file is
+        re-read this often while the app runs (checked on the version poll,
+        so at most every ``poll_seconds``) and a changed, valid one applied
+        without a restart (:func:`~.state.apply_config`); a bad new one is
+        logged in one line and the config in use keeps serving, as in TF
+        Serving's ``PollFilesystemAndReloadConfig``. 0 never re-reads it.
+    batching
+        TF Serving's ``--enable_batching`` with these
+        :class:`~.batching.BatchingParameters`: predict requests (REST, and
+        gRPC through :func:`start_grpc`) wait in one queue per model version
+        and run in batches (while the app runs, see :func:`lifespan`).
+        ``None``: every request runs on its own.
 
     The versions present now are loaded before this returns; a model with no
     loadable version yet is served as 404 until one appears. The handlers
     (:func:`predict`, :func:`get_status`, ...) read the app's
     :class:`ServerState` from ``app.state.server``.
     """
-    if not models:
+    if model_config_file is not None and (models or pinned):
+        raise ValueError(
+            "expected models (or pinned versions) or a model config file, got both"
+        )
+    if model_config_file is None and not models:
         raise ValueError("no models to serve: expected {name: base_path}")
+    if not 0 <= config_poll_seconds < float("inf"):  # NaN fails too
+        raise ValueError(
+            f"expected config_poll_seconds >= 0, got {config_poll_seconds}"
+        )
     if (max_batch is not None and max_batch < 1) or max_body_bytes < 1 or workers < 1:
         raise ValueError(
             "max_batch, max_body_bytes, workers must be >= 1: "
@@ -857,7 +712,9 @@ def create_app(
             f"expected body_timeout > 0 s and inline_bytes >= 0, got "
             f"{body_timeout} s and {inline_bytes}"
         )
-    managers = load_models(models, backend, pinned, drift_window)
+    managers = {}
+    if model_config_file is None:
+        managers = load_models(models, backend, pinned, drift_window)
     app = FastAPI(
         title="cnnlearn model server",
         lifespan=lifespan,
@@ -865,7 +722,7 @@ def create_app(
         redoc_url=None,
         openapi_url=None,
     )
-    app.state.server = ServerState(
+    state = app.state.server = ServerState(
         managers,
         ServerMetrics(managers),
         Guards(max_batch, tuple(value_range) if value_range else None, finite_only),
@@ -874,7 +731,15 @@ def create_app(
         body_timeout,
         workers,
         inline_bytes,
+        backend=backend,
+        drift_window=drift_window,
+        batching=batching,
     )
+    if model_config_file is not None:
+        apply = functools.partial(apply_config, state)
+        state.watcher = ConfigWatcher(model_config_file, apply, config_poll_seconds)
+        state.watcher.check(raise_errors=True)  # a bad file at start: refused
+        state.next_config_check = time.monotonic() + config_poll_seconds
     app.add_exception_handler(HTTPException, http_error)
     app.add_exception_handler(Exception, internal_error)
     # One route for everything: TF Serving's URLs ignore case and its answer
@@ -883,199 +748,19 @@ def create_app(
     return app
 
 
-def _json_reply(status: int, message: str) -> bytes:
-    """A whole HTTP/1.1 answer that closes the connection, for the protocol."""
-    body = orjson.dumps({"error": message})
-    return b"".join(
-        [
-            b"HTTP/1.1 %d %s\r\n" % (status, _REASONS[status]),
-            b"content-type: application/json\r\n",
-            b"content-length: %d\r\n" % len(body),
-            b"connection: close\r\n\r\n",
-            body,
-        ]
-    )
+def start_grpc(state: ServerState, host: str = "127.0.0.1", port: int = 0, **options):
+    """Start TF Serving's gRPC API (:mod:`~.grpc_service`: PredictionService
+    and ModelService) on ``host:port`` (0: a free port), answering from
+    ``state`` (:class:`~.state.StateSource`) and running predict requests
+    with :func:`~.state.run_model` (through the batching queues while the app
+    batches); ``options`` go to :func:`~.grpc_service.start_server`
+    (``max_workers``, ``max_message_bytes``, ``tensor_content``). Returns
+    ``(grpc.Server, port)``; ``server.stop(grace)`` stops it. Imports
+    TensorFlow (TF Serving's protos are TensorFlow's). Used in chapter 8."""
+    from cnnlearn.deploy import grpc_service  # TensorFlow only when asked
 
-
-_REASONS = {
-    400: b"Bad Request",
-    408: b"Request Timeout",
-    431: b"Request Header Fields Too Large",
-}
-
-
-class GuardedProtocol(HttpToolsProtocol):
-    """uvicorn's httptools protocol, guarded against slow and hostile clients.
-
-    A request's headers must be complete within ``header_timeout`` seconds of
-    the connection's opening or of the request's first byte (else JSON 408 and
-    close; a connection that sent nothing is just closed), and hold at most
-    :data:`MAX_HEADER_BYTES` (else 431); its body must be complete within
-    ``body_timeout`` seconds of the headers (else the connection is closed:
-    :func:`read_body` answers 408 a little earlier while the app still reads;
-    this catches a body that nobody reads, after a 404 for instance). Idle
-    keep-alive connections are closed by uvicorn's ``timeout_keep_alive``.
-    Malformed HTTP gets a JSON 400 and requests over ``limit_concurrency`` a
-    JSON 503 (uvicorn's own answers are plain text). :func:`guarded_protocol`
-    makes a subclass with other timeouts. Used by :func:`serve`.
-    """
-
-    header_timeout = DEFAULT_HEADER_TIMEOUT
-    body_timeout = DEFAULT_BODY_TIMEOUT + 1.0
-
-    def __init__(self, *args, **kwargs):
-        super().__init__(*args, **kwargs)
-        self.guard_header_timer = None
-        self.guard_body_timer = None
-        self.guard_in_headers = True
-        self.guard_header_bytes = 0
-        self.guard_request_begun = False
-
-    def connection_made(self, transport) -> None:
-        super().connection_made(transport)
-        self.guard_header_timer = self.loop.call_later(
-            self.header_timeout, self.headers_timed_out
-        )
-
-    def data_received(self, data: bytes) -> None:
-        if self.guard_in_headers:
-            self.guard_header_bytes += len(data)
-        super().data_received(data)
-        if self.guard_in_headers and self.guard_header_bytes > MAX_HEADER_BYTES:
-            self.refuse(431, f"request headers over {MAX_HEADER_BYTES} bytes")
-
-    def on_message_begin(self) -> None:
-        super().on_message_begin()
-        self.guard_in_headers, self.guard_request_begun = True, True
-        self.guard_header_bytes = 0  # this chunk's bytes are not counted: bounded
-        if self.guard_header_timer is None:  # the next request on a connection
-            self.guard_header_timer = self.loop.call_later(
-                self.header_timeout, self.headers_timed_out
-            )
-
-    def on_headers_complete(self) -> None:
-        self.guard_in_headers = False
-        self.cancel_timers()
-        self.guard_body_timer = self.loop.call_later(
-            self.body_timeout, self.body_timed_out
-        )
-        limit = self.limit_concurrency
-        busy = limit is not None and max(len(self.connections), len(self.tasks))
-        if limit is None or busy < limit:  # uvicorn's own test
-            super().on_headers_complete()
-            return
-        # Over the limit: uvicorn would answer with its plain-text 503 app;
-        # have it start ours instead (it uses self.app when there is no limit).
-        app, self.app, self.limit_concurrency = self.app, service_busy, None
-        try:
-            log.warning("over the concurrency limit of %d: 503", limit)
-            super().on_headers_complete()
-        finally:
-            self.app, self.limit_concurrency = app, limit
-
-    def on_message_complete(self) -> None:
-        if self.guard_body_timer is not None:
-            self.guard_body_timer.cancel()
-            self.guard_body_timer = None
-        super().on_message_complete()
-
-    def connection_lost(self, exc: Exception | None) -> None:
-        self.cancel_timers()
-        super().connection_lost(exc)
-
-    def send_400_response(self, msg: str) -> None:
-        """Malformed HTTP: uvicorn's plain-text 400, as JSON."""
-        self.refuse(400, f"Malformed request: {msg}")
-
-    def cancel_timers(self) -> None:
-        """Stop the header and body timers."""
-        for timer in (self.guard_header_timer, self.guard_body_timer):
-            if timer is not None:
-                timer.cancel()
-        self.guard_header_timer = self.guard_body_timer = None
-
-    def refuse(self, status: int, message: str) -> None:
-        """Answer ``status`` with a JSON error (unless a response is under way)
-        and close the connection."""
-        if self.transport.is_closing():
-            return
-        if self.cycle is None or self.cycle.response_complete:
-            self.transport.write(_json_reply(status, message))
-        self.transport.close()
-
-    def headers_timed_out(self) -> None:
-        """The header timer fired: 408 if a request has begun, then close."""
-        self.guard_header_timer = None
-        if not self.guard_request_begun:
-            self.transport.close()  # idle since it opened: nothing to answer
-            return
-        log.warning("headers not received within %g s: 408", self.header_timeout)
-        self.refuse(408, f"headers not received within {self.header_timeout:g} s")
-
-    def body_timed_out(self) -> None:
-        """The body timer fired: close the connection."""
-        self.guard_body_timer = None
-        if not self.transport.is_closing():
-            log.warning("body not received within %g s: closed", self.body_timeout)
-            self.transport.close()
-
-
-def guarded_protocol(
-    header_timeout: float = DEFAULT_HEADER_TIMEOUT,
-    body_timeout: float = DEFAULT_BODY_TIMEOUT,
-) -> type[GuardedProtocol]:
-    """:class:`GuardedProtocol` with these timeouts, in seconds (the body's gets
-    one more second, so that :func:`read_body`'s 408 comes first)."""
-    if not (header_timeout > 0 and body_timeout > 0):  # NaN fails too
-        raise ValueError(
-            f"timeouts must be > 0 s, got {header_timeout} s and {body_timeout} s"
-        )
-    attrs = {"header_timeout": header_timeout, "body_timeout": body_timeout + 1.0}
-    return type("GuardedProtocol", (GuardedProtocol,), attrs)
-
-
-def server_config(
-    app: FastAPI,
-    *,
-    log_level: str = "warning",
-    header_timeout: float = DEFAULT_HEADER_TIMEOUT,
-    keep_alive_timeout: float = DEFAULT_KEEP_ALIVE_TIMEOUT,
-    limit_concurrency: int = DEFAULT_LIMIT_CONCURRENCY,
-) -> uvicorn.Config:
-    """uvicorn's configuration for ``app``: uvloop, :class:`GuardedProtocol`
-    with ``header_timeout`` and the app's ``body_timeout``, idle connections
-    closed after ``keep_alive_timeout`` seconds, at most ``limit_concurrency``
-    connections, no WebSockets, no access log. Used by :func:`serve`."""
-    if not keep_alive_timeout > 0 or limit_concurrency < 2:
-        raise ValueError(
-            "expected keep_alive_timeout > 0 s and limit_concurrency >= 2, got "
-            f"{keep_alive_timeout} s and {limit_concurrency}"
-        )
-    protocol = guarded_protocol(header_timeout, app.state.server.body_timeout)
-    return uvicorn.Config(
-        app,
-        loop="uvloop",
-        http=protocol,
-        ws="none",
-        log_level=log_level,
-        access_log=False,
-        timeout_keep_alive=keep_alive_timeout,
-        limit_concurrency=limit_concurrency,
-        timeout_graceful_shutdown=10,
-    )
-
-
-def _bind(host: str, port: int) -> socket.socket:
-    family = socket.AF_INET6 if ":" in host else socket.AF_INET
-    sock = socket.socket(family, socket.SOCK_STREAM)
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    try:
-        sock.bind((host, port))
-    except OSError as exc:
-        sock.close()
-        raise OSError(f"cannot listen on {host}:{port}: {exc.strerror}") from None
-    sock.listen(2048)  # connections queue from now on, before uvicorn accepts
-    return sock
+    run = functools.partial(run_model, state)
+    return grpc_service.start_server(StateSource(state), host, port, run, **options)
 
 
 def serve(
@@ -1084,6 +769,7 @@ def serve(
     *,
     host: str = "127.0.0.1",
     port: int = 8501,
+    grpc_port: int | None = None,
     ready_file: str | Path | None = None,
     log_level: str = "warning",
     freeze_gc: bool = True,
@@ -1094,20 +780,28 @@ def serve(
 ) -> None:
     """Serve ``models`` until SIGINT or SIGTERM (a graceful shutdown).
 
-    Binds ``host:port`` (127.0.0.1 unless told otherwise; port 0 picks a free
-    port), loads the models (``app_kwargs`` go to :func:`create_app`:
-    ``body_timeout``, ``workers``, the guards ``max_batch``, ``value_range``
-    and ``finite_only``, ...), writes ``ready_file`` (JSON: url,
-    host, port, pid, backend, models) once it accepts connections, and runs
-    uvicorn with uvloop and httptools, guarded against slow clients
-    (:func:`server_config`: ``header_timeout``, ``keep_alive_timeout`` and
-    ``limit_concurrency``, see :class:`GuardedProtocol`). With ``freeze_gc``
-    the objects alive once the models are loaded leave the garbage collector's
-    reach (``gc.freeze``): a stream of JSON requests triggers full
-    collections, and walking the whole web stack and framework each time was
-    the server's worst tail latency. Used by ``cnnlearn serve`` and chapter 8.
+    Loads the models (``app_kwargs`` go to :func:`create_app`:
+    ``model_config_file`` and ``config_poll_seconds`` instead of ``models``,
+    ``batching``, ``body_timeout``, ``workers``, the guards ``max_batch``,
+    ``value_range`` and ``finite_only``, ...), starts the gRPC API on
+    ``grpc_port`` if given (:func:`start_grpc`; TF Serving's ``--port``,
+    while ``port`` is the REST port, TF Serving's ``--rest_api_port``), binds
+    ``host:port`` (127.0.0.1 unless told otherwise; port 0 picks a free
+    port), writes ``ready_file`` (JSON: url, host, port, grpc_port, pid,
+    backend, models) once it accepts connections, and runs uvicorn with
+    uvloop and httptools, guarded against slow clients
+    (:func:`~.transport.server_config`: ``header_timeout``,
+    ``keep_alive_timeout`` and ``limit_concurrency``, see
+    :class:`~.transport.GuardedProtocol`). At shutdown uvicorn stops first
+    (the batching queues run what they hold), then the gRPC server, after at
+    most 5 s for the calls in flight. With ``freeze_gc`` the objects alive
+    once the models are loaded leave the garbage collector's reach
+    (``gc.freeze``): a stream of JSON requests triggers full collections, and
+    walking the whole web stack and framework each time was the server's
+    worst tail latency. Used by ``cnnlearn serve`` and chapter 8.
     """
     app = create_app(models, backend, **app_kwargs)
+    state: ServerState = app.state.server
     config = server_config(
         app,
         log_level=log_level,
@@ -1115,27 +809,42 @@ def serve(
         keep_alive_timeout=keep_alive_timeout,
         limit_concurrency=limit_concurrency,
     )
-    if freeze_gc:  # see the docstring; measured in benchmarks/serving.py
-        gc.collect()
-        gc.freeze()
-    sock = _bind(host, port)
-    bound_port = sock.getsockname()[1]
-    url = f"http://{host if ':' not in host else f'[{host}]'}:{bound_port}"
+    grpc_server, grpc_bound = None, None
+    if grpc_port is not None:
+        grpc_server, grpc_bound = start_grpc(state, host, grpc_port)
+    try:
+        if freeze_gc:  # see the docstring; measured in benchmarks/serving.py
+            gc.collect()
+            gc.freeze()
+        sock = bind(host, port)
+        bound_port = sock.getsockname()[1]
+        url = f"http://{host if ':' not in host else f'[{host}]'}:{bound_port}"
 
-    def ready():
-        if ready_file is None:
-            return
-        served = {
-            name: {
-                "base_path": str(m.base_path),
-                "version": m.current.version if m.current else None,
+        def ready():
+            if ready_file is None:
+                return
+            served = {
+                name: {
+                    "base_path": str(m.base_path),
+                    "version": m.current.version if m.current else None,
+                    "versions": sorted(m.loaded),
+                }
+                for name, m in state.managers.items()
             }
-            for name, m in app.state.server.managers.items()
-        }
-        info = {"url": url, "host": host, "port": bound_port, "pid": os.getpid()}
-        write_json(ready_file, {**info, "backend": backend, "models": served})
+            info = {"url": url, "host": host, "port": bound_port, "pid": os.getpid()}
+            info.update(grpc_port=grpc_bound, backend=backend, models=served)
+            write_json(ready_file, info)
 
-    app.state.server.on_ready.append(ready)
+        state.on_ready.append(ready)
+        _run_uvicorn(config, sock, ready_file)
+    finally:
+        if grpc_server is not None:
+            grpc_server.stop(5).wait()
+
+
+def _run_uvicorn(config: uvicorn.Config, sock, ready_file) -> None:
+    """Run uvicorn on ``sock`` until SIGINT or SIGTERM; then close the socket
+    and remove the ready file."""
     # uvicorn shuts down gracefully on SIGINT/SIGTERM, then re-raises the signal
     # with the handlers found at start: these make that a normal return (exit 0).
     previous = {}

@@ -15,6 +15,7 @@ __all__ = [
     "gpu_table",
     "markdown_table",
     "pipeline_table",
+    "batching_table",
     "serving_table",
     "speed_table",
     "throughput_table",
@@ -340,6 +341,7 @@ def serving_table(results: dict) -> list[dict]:
                     "clients": scenario["clients"],
                     "batch": scenario["batch"],
                     "encoding": scenario["encoding"],
+                    "protocol": scenario.get("protocol", "rest"),
                     "p50 ms": _round(run["p50_ms"], 2),
                     "p99 ms": _round(run["p99_ms"], 2),
                     "requests/s": round(run["requests_per_s"]),
@@ -350,6 +352,31 @@ def serving_table(results: dict) -> list[dict]:
                     "errors": run["errors"],
                 }
             )
+    return rows
+
+
+def batching_table(results: dict) -> list[dict]:
+    """Server-side batching in ``serving.json``: per backend and scenario, the
+    requests/s without and with ``--enable-batching``, their ratio, and the
+    batched p99 against its bound (the batch timeout plus one full batch's
+    compute on that backend). Used in chapter 8."""
+    rows = []
+    for key, goal in results["goals"]["batching"].items():
+        backend, scenario = key.split(" ", 1)
+        plain = results["servers"][f"cnnlearn_{backend}"][scenario]
+        batched = results["servers"][f"cnnlearn_{backend}_batching"][scenario]
+        rows.append(
+            {
+                "backend": backend,
+                "protocol": results["scenarios"][scenario].get("protocol", "rest"),
+                "clients": results["scenarios"][scenario]["clients"],
+                "requests/s unbatched": round(plain["requests_per_s"]),
+                "requests/s batched": round(batched["requests_per_s"]),
+                "× unbatched": round(goal["throughput_x_unbatched"], 2),
+                "batched p99 ms": _round(goal["p99_ms"], 2),
+                "p99 bound ms": round(goal["p99_bound_ms"], 2),
+            }
+        )
     return rows
 
 
