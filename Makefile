@@ -1,6 +1,9 @@
 # Two commands do all the set-up on a fresh machine with Python >= 3.10:
-#   make book   executes every chapter and builds the website (_build/html)
-#   make test   runs every test: unit, integration, notebooks (nbval), site
+#   make book   executes every chapter and builds the website (_build/html),
+#               then the Chinese edition from the same outputs (_build/html/zh)
+#   make test   runs every test: unit, integration, notebooks (nbval), site, PDFs
+#   make pdf    cnnlearn-en.pdf and cnnlearn-zh.pdf in _build/pdf (XeLaTeX: see
+#               the README for its Debian packages)
 PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
@@ -12,7 +15,7 @@ export CNNLEARN_DATA_DIR ?= $(SHARED_DATA)
 endif
 PYTEST_NB := --nbval-lax --nbval-sanitize-with .nbval-sanitize.cfg --nbval-cell-timeout=1800
 
-.PHONY: install book chapters test test-fast lint benchmarks clean
+.PHONY: install book pdf chapters test test-fast lint benchmarks clean
 
 $(BIN)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -24,7 +27,14 @@ install: $(BIN)/.installed
 
 book: install
 	$(BIN)/jupyter-book build . --all -W -n --keep-going
+	$(BIN)/cnnlearn book zh-site
 	@echo "The website is in $(CURDIR)/_build/html/index.html"
+	@echo "中文版: $(CURDIR)/_build/html/zh/index.html"
+
+# From the chapters `make book` executed (_build/jupyter_execute), else from the
+# committed notebooks' outputs: nothing is executed here.
+pdf: install
+	$(BIN)/cnnlearn book pdf en zh --output _build/pdf
 
 # Authors: re-execute every chapter in place, then commit it with its outputs.
 chapters: install

@@ -3,6 +3,7 @@ from __future__ import annotations
 import hashlib
 import json
 import re
+from pathlib import Path
 
 import pytest
 from conftest import REPO
@@ -186,3 +187,173 @@ def test_chapters_4_and_5_run_on_jax(tmp_path, data_dir):
     assert ch4["skipped_cells"] == 0 and ch5["skipped_cells"] >= 6
     executed = (out / "04_mnist_training.ipynb").read_text()
     assert re.search(r"backend +jax", executed)  # the plan chapter 4 printed
+
+
+# The editions (cnnlearn.book.write_edition and friends; the builds: test_site.py
+# and test_pdf.py).
+
+
+def fake_checkout(root, *, zh: str | None = "# 书\n"):
+    """A checkout with ``index.md`` and one chapter, ``book/zh/index.yml`` when
+    ``zh`` is given, and no chapter translation."""
+    from cnnlearn import translation
+
+    (root / "book" / "zh").mkdir(parents=True)
+    toc = "format: jb-book\nroot: book/index\nchapters:\n- file: book/01_a\n"
+    (root / "_toc.yml").write_text(toc)
+    (root / "_config.yml").write_text("title: A book\nauthor: Us\n")
+    index = "# A book\n"
+    (root / "book" / "index.md").write_text(index)
+    chapter = json.loads((BOOK / "01_concepts.ipynb").read_text())
+    (root / "book" / "01_a.ipynb").write_text(json.dumps(chapter))
+    if zh is not None:
+        entry = {"source": translation.source_hash(index), "zh": zh}
+        (root / "book/zh/index.yml").write_text(json.dumps({"cells": {"page": entry}}))
+    return root
+
+
+def code_cells(notebook: dict) -> list[dict]:
+    return [c for c in notebook["cells"] if c["cell_type"] == "code"]
+
+
+def test_the_zh_edition_shares_code_and_outputs(tmp_path):
+    import yaml
+
+    from cnnlearn import translation
+
+    out = book.write_edition(REPO, "zh", tmp_path / "zh", executed=REPO)
+    config = yaml.safe_load((out / "_config.yml").read_text())
+    conf = config["sphinx"]["config"]
+    assert config["execute"]["execute_notebooks"] == "off"  # never executed twice
+    assert conf["language"] == "zh_CN" and conf["html_search_language"] == "zh"
+    assert (out / "jieba_dict.txt").read_text().splitlines()[:2] == ["卷积", "卷积核"]
+    assert conf["html_search_options"]["dict"] == str(
+        (out / "jieba_dict.txt").resolve()
+    )
+    assert conf["cnnlearn_edition"]["other_root"] == "../"
+    assert "Noto Serif CJK SC" in conf["latex_elements"]["preamble"]
+    assert all(Path(p).is_dir() for p in config["sphinx"]["local_extensions"].values())
+    toc = yaml.safe_load((out / "_toc.yml").read_text())
+    english_toc = yaml.safe_load((REPO / "_toc.yml").read_text())
+    assert toc["chapters"][: len(english_toc["chapters"])] == english_toc["chapters"]
+    for chapter in book.find_chapters([]):
+        english = json.loads(chapter.read_text())
+        zh = json.loads((out / "book" / chapter.name).read_text())
+        assert code_cells(zh) == code_cells(english), chapter.name
+        assert zh["metadata"]["language"] == "zh_CN"
+        path = translation.translation_path(chapter)
+        entries = translation.load_translation(path) if path.is_file() else {}
+        sources = {c["id"]: c["source"] for c in zh["cells"]}
+        for key, entry in entries.items():
+            assert sources[key] == entry["zh"], (chapter.name, key)
+        noted = "cnnlearn-zh-note" in sources
+        assert noted == (chapter.stem in translation.UNTRANSLATED), chapter.name
+    index = (out / "book" / "index.md").read_text()
+    assert index == translation.load_translation(BOOK / "zh/index.yml")["page"]["zh"]
+    assert config["title"] == translation.zh_title(index, "")
+
+
+def test_an_untranslated_chapter_stays_english_under_a_note(tmp_path):
+    root = fake_checkout(tmp_path / "repo")
+    out = book.write_edition(root, "zh", tmp_path / "zh")
+    zh = json.loads((out / "book/01_a.ipynb").read_text())
+    english = json.loads((root / "book/01_a.ipynb").read_text())
+    assert zh["cells"][0] == english["cells"][0]  # the English title, first
+    assert zh["cells"][1]["id"] == "cnnlearn-zh-note"
+    assert zh["cells"][2:] == english["cells"][1:]
+    assert (out / "book/index.md").read_text() == "# 书\n"
+    assert not (out / "book/glossary.md").exists()
+    with pytest.raises(ValueError, match="expected the edition 'en' or 'zh', got 'fr'"):
+        book.write_edition(root, "fr", tmp_path / "fr")
+
+
+def test_the_pdf_sources_start_with_a_contents_page(tmp_path):
+    import yaml
+
+    root = fake_checkout(tmp_path / "repo")
+    out = book.write_edition(root, "en", tmp_path / "en", pdf=True)
+    toc = yaml.safe_load((out / "_toc.yml").read_text())
+    assert toc["root"] == "pdf_root" and toc["chapters"][0] == {"file": "book/index"}
+    assert (out / "pdf_root.md").read_text() == "# A book\n"
+    config = yaml.safe_load((out / "_config.yml").read_text())
+    (document,) = config["sphinx"]["config"]["latex_documents"]
+    assert document == ["pdf_root", "cnnlearn-en.tex", "A book", "Us", "manual", True]
+
+
+def test_clean_outputs_for_the_pdfs():
+    text = "\x1b[1mEpoch 1/3\x1b[0m\n 1/9 ━━\r 9/9 ━━━━ 2s\r\n" + "x" * 200 + "\tend"
+    notebook = {
+        "cells": [
+            {"cell_type": "code", "id": "c", "metadata": {}, "source": "", "outputs": [
+                {"output_type": "stream", "name": "stdout", "text": text},
+                {"output_type": "error", "ename": "E", "evalue": "",
+                 "traceback": ["\x1b[31mValueError\x1b[0m: bad"]},
+                {"output_type": "display_data", "metadata": {}, "data": {
+                    "text/plain": ["a\x1b[0m"], "image/png": "iVBORw0KGgo=",
+                    "application/papermill.record/text/plain": "'\x1b'"}},
+            ]}
+        ]
+    }  # fmt: skip
+    clean = book.clean_outputs(notebook)
+    stream, error, display = clean["cells"][0]["outputs"]
+    lines = stream["text"].split("\n")
+    assert lines[:2] == ["Epoch 1/3", " 9/9 ━━━━ 2s"]  # the line a terminal kept
+    assert max(map(len, lines)) <= book.OUTPUT_WIDTH and "\x1b" not in stream["text"]
+    assert "".join(lines[2:]).replace(" ", "") == "x" * 200 + "end"  # wrapped, kept
+    assert error["traceback"] == ["ValueError: bad"]
+    assert display["data"]["text/plain"] == "a"
+    assert display["data"]["image/png"] == "iVBORw0KGgo="  # figures untouched
+    assert display["data"]["application/papermill.record/text/plain"] == "'\x1b'"
+    assert "\x1b" in notebook["cells"][0]["outputs"][0]["text"]  # a copy
+
+
+def test_the_executed_chapters_are_found(tmp_path):
+    root = fake_checkout(tmp_path / "repo")
+    assert book.executed_root(root) == root  # the committed outputs
+    built = root / "_build/jupyter_execute/book"
+    built.mkdir(parents=True)
+    (built / "01_a.ipynb").write_text((root / "book/01_a.ipynb").read_text())
+    assert book.executed_root(root) == root / "_build/jupyter_execute"
+
+
+def test_cli_check_translations(capsys, tmp_path, monkeypatch):
+    from cnnlearn import translation
+
+    root = fake_checkout(tmp_path / "repo")
+    monkeypatch.chdir(root)
+    monkeypatch.setattr(translation, "UNTRANSLATED", ("01_a",))
+    assert cli.main(["book", "check-translations"]) == 0
+    assert "every translated page is up to date" in capsys.readouterr().out
+    (root / "book/index.md").write_text("# A book, changed\n")
+    assert cli.main(["book", "check-translations"]) == 1
+    err = capsys.readouterr().err
+    assert (
+        "1 translation problem(s)" in err and "index.md: 1 stale cell(s): page" in err
+    )
+    assert err.count("\n") == 1
+
+
+def test_cli_translation_status_prints_what_to_translate(capsys, tmp_path, monkeypatch):
+    from cnnlearn import translation
+
+    root = fake_checkout(tmp_path / "repo")
+    monkeypatch.chdir(root)
+    assert cli.main(["book", "translation-status", "01"]) == 0
+    out = capsys.readouterr().out
+    english = translation.markdown_cells(
+        json.loads((root / "book/01_a.ipynb").read_text())
+    )
+    assert out.startswith(f"01_a.ipynb: {len(english)} missing, 0 stale, 0 orphans")
+    key, text = next(iter(english.items()))
+    assert (
+        f"=== 01_a.ipynb {key} missing source: {translation.source_hash(text)}" in out
+    )
+    assert text.strip() in out and "index.md" not in out
+    assert cli.main(["book", "translation-status", "99"]) == 1
+    assert "unknown page(s)" in capsys.readouterr().err
+
+
+def test_cli_pdf_bad_edition(capsys):
+    assert cli.main(["book", "pdf", "fr"]) == 1
+    err = capsys.readouterr().err
+    assert "unknown edition(s) fr: expected en, zh" in err and err.count("\n") == 1

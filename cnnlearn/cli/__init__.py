@@ -120,9 +120,10 @@ def _add_launch(verbs) -> None:
 
 
 def _add_book(verbs) -> None:
-    """``book run`` (chapter 5)."""
-    book = verbs.add_parser("book", help="execute chapters with papermill")
+    """``book run`` (chapter 5) and the editions' verbs (:func:`_add_editions`)."""
+    book = verbs.add_parser("book", help="run chapters; build and check the editions")
     book_verbs = book.add_subparsers(dest="book_verb", required=True)
+    _add_editions(book_verbs)
     run = book_verbs.add_parser("run", help="run chapters, write summary.json")
     run.add_argument("chapters", nargs="*", help="e.g. 04 or 04_mnist_training")
     run.add_argument("--device", default="auto", help="auto, cpu, gpu or tpu")
@@ -141,6 +142,30 @@ def _add_book(verbs) -> None:
         action="store_true",
         help="list per chapter what would run on the device; run nothing",
     )
+
+
+def _add_editions(book_verbs) -> None:
+    """``book check-translations``, ``translation-status``, ``zh-site``, ``pdf``."""
+    book_verbs.add_parser(
+        "check-translations",
+        help="fail on a stale or missing translated cell (book/zh/*.yml)",
+    )
+    status = book_verbs.add_parser(
+        "translation-status",
+        help="each stale or missing cell: its id, hash and English source",
+    )
+    status.add_argument("pages", nargs="*", help="e.g. 01, index; default: all")
+    status.add_argument("--no-source", action="store_true", help="ids only")
+    site = book_verbs.add_parser("zh-site", help="build the Chinese site")
+    pdf = book_verbs.add_parser("pdf", help="build cnnlearn-en.pdf, cnnlearn-zh.pdf")
+    pdf.add_argument("editions", nargs="*", help="en, zh; default: both")
+    pdf.add_argument("--output", default="_build/pdf", help="default: _build/pdf")
+    for parser in (site, pdf):
+        parser.add_argument(
+            "--executed",
+            help="a root holding book/<chapter>.ipynb with outputs; default: "
+            "_build/jupyter_execute after `make book`, else the committed book",
+        )
 
 
 def _add_tune(verbs) -> None:
@@ -261,6 +286,8 @@ def _launch(args) -> str:
 def _book(args) -> str:
     from cnnlearn import book
 
+    if args.book_verb != "run":
+        return _book_editions(args)
     if args.dry_run:
         return _book_dry_run(args)
     summary = book.run_book(
@@ -304,6 +331,61 @@ def _book_dry_run(args) -> str:
         Path(args.output) / "plan.json", {"device": args.device, "chapters": plan}
     )
     return f"{len(plan)} chapters planned, nothing run → {args.output}/plan.json"
+
+
+def _book_editions(args) -> str:
+    """The editions' verbs: check and list translations, build the zh site and
+    the PDFs, all from the checkout the working directory is in."""
+    from cnnlearn import book, translation
+
+    root = book.book_dir().parent
+    if args.book_verb == "check-translations":
+        problems = translation.check_translations(root)
+        if problems:
+            raise ValueError(
+                f"{len(problems)} translation problem(s) (cnnlearn book "
+                f"translation-status lists the cells): {'; '.join(problems)}"
+            )
+        allowed = ", ".join(translation.UNTRANSLATED)
+        return f"every translated page is up to date (untranslated: {allowed})"
+    if args.book_verb == "translation-status":
+        return _translation_status(root, args.pages, sources=not args.no_source)
+    if args.book_verb == "zh-site":
+        site = book.build_zh_site(root, executed=args.executed)
+        return f"the Chinese site is in {site}/index.html"
+    editions = args.editions or ["en", "zh"]
+    unknown = sorted(set(editions) - {"en", "zh"})
+    if unknown:
+        raise ValueError(f"unknown edition(s) {', '.join(unknown)}: expected en, zh")
+    pdfs = [
+        book.build_pdf(root, lang, executed=args.executed, output_dir=args.output)
+        for lang in editions
+    ]
+    return " ".join(str(p) for p in pdfs)
+
+
+def _translation_status(root, names: list[str], *, sources: bool) -> str:
+    """``book translation-status``: per page its counts, then each stale or
+    missing cell (:func:`cnnlearn.translation.status_lines`)."""
+    from cnnlearn import translation
+
+    pages = translation.toc_pages(root)
+    if names:
+        wanted = [n.removesuffix(".ipynb").removesuffix(".md") for n in names]
+        pages = [p for p in pages if any(p.stem.split("_")[0] == n or p.stem == n
+                                         for n in wanted)]  # fmt: skip
+        if len(pages) < len(set(wanted)):
+            raise ValueError(f"unknown page(s) in {names}: expected e.g. 01 or index")
+    lines = []
+    for page in pages:
+        status = translation.page_status(page)
+        counts = ", ".join(
+            f"{len(status[k])} {k}" for k in ("missing", "stale", "orphans")
+        )
+        note = " (in UNTRANSLATED)" if page.stem in translation.UNTRANSLATED else ""
+        lines.append(f"{page.name}: {counts}{note}")
+        lines += translation.status_lines(status, sources=sources)
+    return "\n".join(lines)
 
 
 def _tune(args) -> str:
@@ -354,7 +436,8 @@ def main(argv: list[str] | None = None) -> int:
     try:
         if getattr(args, "keras_backend", None):
             use_backend(args.keras_backend)  # before anything imports Keras
-        if args.verb != "serve":  # the LiteRT server runs without TensorFlow
+        # The LiteRT server runs without TensorFlow; the editions' verbs need none.
+        if args.verb != "serve" and getattr(args, "book_verb", "run") == "run":
             import cnnlearn._tf  # noqa: F401  (after parsing: --help stays instant)
         with contextlib.redirect_stdout(sys.stderr):  # Keras progress → stderr
             summary = verb(args)
