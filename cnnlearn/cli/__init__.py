@@ -346,7 +346,7 @@ def _book_editions(args) -> str:
                 f"{len(problems)} translation problem(s) (cnnlearn book "
                 f"translation-status lists the cells): {'; '.join(problems)}"
             )
-        allowed = ", ".join(translation.UNTRANSLATED)
+        allowed = ", ".join(translation.UNTRANSLATED) or "none"
         return f"every translated page is up to date (untranslated: {allowed})"
     if args.book_verb == "translation-status":
         return _translation_status(root, args.pages, sources=not args.no_source)
