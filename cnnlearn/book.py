@@ -549,11 +549,26 @@ def write_edition(
 
 
 def _executed_notebook(path: Path) -> dict:
+    """The notebook at ``path``, with its glued values put back as outputs.
+
+    myst-nb's executed copies (``_build/jupyter_execute``) keep the values
+    glued with ``display=False`` in ``<chapter>.glue.json`` instead of in the
+    cells; a build with execution off finds glue only in cell outputs, so they
+    go back into the last code cell, in the form ``glue`` gives them there.
+    """
     if not path.is_file():
         raise FileNotFoundError(
             f"no executed notebook {path}: run `make book` first, or build from book/"
         )
-    return json.loads(path.read_text(encoding="utf-8"))
+    notebook = json.loads(path.read_text(encoding="utf-8"))
+    glued = path.with_suffix(".glue.json")
+    if glued.is_file():
+        code = [c for c in notebook["cells"] if c["cell_type"] == "code"]
+        for output in json.loads(glued.read_text(encoding="utf-8")).values():
+            prefix = output["metadata"]["scrapbook"]["mime_prefix"]
+            data = {prefix + mime: value for mime, value in output["data"].items()}
+            code[-1].setdefault("outputs", []).append({**output, "data": data})
+    return notebook
 
 
 def _zh_notebook(page: Path, notebook: dict) -> dict:

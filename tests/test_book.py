@@ -357,3 +357,26 @@ def test_cli_pdf_bad_edition(capsys):
     assert cli.main(["book", "pdf", "fr"]) == 1
     err = capsys.readouterr().err
     assert "unknown edition(s) fr: expected en, zh" in err and err.count("\n") == 1
+
+
+def test_glue_kept_aside_by_myst_nb_goes_back_into_the_edition(tmp_path):
+    """myst-nb's executed copies keep ``display=False`` glue in a
+    ``.glue.json`` beside the notebook; the edition puts it back in a cell."""
+    root = fake_checkout(tmp_path / "repo")
+    built = root / "_build/jupyter_execute/book"
+    built.mkdir(parents=True)
+    chapter = json.loads((root / "book/01_a.ipynb").read_text())
+    for cell in code_cells(chapter):
+        cell["outputs"] = [
+            o for o in cell["outputs"] if "scrapbook" not in o.get("metadata", {})
+        ]
+    (built / "01_a.ipynb").write_text(json.dumps(chapter))
+    scrapbook = {"name": "ch_x", "mime_prefix": "application/papermill.record/"}
+    glued = {"output_type": "display_data", "metadata": {"scrapbook": scrapbook}}
+    glued["data"] = {"text/plain": "2.5"}
+    (built / "01_a.glue.json").write_text(json.dumps({"ch_x": glued}))
+    out = book.write_edition(root, "zh", tmp_path / "zh")
+    written = json.loads((out / "book/01_a.ipynb").read_text())
+    outputs = [o for c in code_cells(written) for o in c["outputs"]]
+    (back,) = [o for o in outputs if "scrapbook" in o.get("metadata", {})]
+    assert back["data"] == {"application/papermill.record/text/plain": "2.5"}
