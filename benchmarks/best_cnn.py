@@ -87,6 +87,7 @@ def one_run(job: dict, arrays: tuple) -> dict:
         "batch_size": result.batch_size,
         "learning_rate": spec.learning_rate,
         "lr_schedule": spec.lr_schedule,
+        "label_smoothing": spec.label_smoothing,
         "seconds_per_epoch": seconds,
         "wall_seconds": float(sum(seconds)),
         "test_accuracy": tested.values,
