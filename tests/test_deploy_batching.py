@@ -19,6 +19,7 @@ from cnnlearn.deploy.batching import (
     Batcher,
     BatcherClosedError,
     Batchers,
+    BatchingMetrics,
     BatchingParameters,
     QueueFullError,
     batch_rows,
@@ -392,6 +393,38 @@ def post_one(url: str, row: list) -> tuple[list, str]:
         ]
 
 
+def test_each_request_s_wait_and_time_in_the_batcher_are_recorded():
+    """TF Serving's queuing latency (microseconds until the batch starts, by
+    thread pool) and the time until the outputs are ready, once per request:
+    a lone request waits out the whole batch timeout."""
+    from prometheus_client import CollectorRegistry
+
+    registry = CollectorRegistry()
+    params = BatchingParameters(
+        max_batch_size=4, batch_timeout_micros=50_000, thread_pool_name="pool"
+    )
+    batcher = Batcher(Recorder(), params, "m/1", BatchingMetrics(registry), model="m")
+    try:
+        batcher.submit_blocking(rows(0), timeout=60)
+        with ThreadPoolExecutor(4) as pool:  # a full batch: no timeout to wait
+            list(pool.map(lambda i: batcher.submit_blocking(rows(i)), range(4)))
+    finally:
+        batcher.close()
+    queuing = ":tensorflow:serving:batching_session:queuing_latency"
+    value = registry.get_sample_value
+    assert value(f"{queuing}_count", {"thread_pool_name": "pool"}) == 5
+    in_batcher = {"model": "m"}
+    assert value("cnnlearn_batching_latency_seconds_count", in_batcher) == 5
+    # the lone request waited >= 50 ms; the full batch's four did not wait for it
+    assert value(f"{queuing}_bucket", {"thread_pool_name": "pool", "le": "+Inf"}) == 5
+    slow = 5 - value(
+        "cnnlearn_batching_latency_seconds_bucket", {**in_batcher, "le": "0.05"}
+    )
+    assert slow >= 1
+    assert value(f"{queuing}_sum", {"thread_pool_name": "pool"}) >= 50_000
+    assert value("cnnlearn_batching_latency_seconds_sum", in_batcher) >= 0.05
+
+
 def test_concurrent_single_image_rest_requests_share_model_calls(lite):
     """16 clients, one row each, batches of at most 8 that wait until full:
     two model calls, and every client gets its own row's answer."""
@@ -405,6 +438,12 @@ def test_concurrent_single_image_rest_requests_share_model_calls(lite):
         with ThreadPoolExecutor(16) as pool:
             answers = list(pool.map(lambda i: post_one(url, x[i].tolist()), range(16)))
     assert calls == [8, 8]  # fewer model calls than requests
+    registry = app.state.server.metrics.registry
+    count = registry.get_sample_value(
+        ":tensorflow:serving:batching_session:queuing_latency_count",
+        {"thread_pool_name": "batch_threads"},
+    )
+    assert count == 16  # TF Serving's metric, one sample per request
     want = lite.keras_model.predict(x, verbose=0)
     for i, (predictions, version) in enumerate(answers):
         assert version == "7"
@@ -458,7 +497,7 @@ def test_rest_and_grpc_requests_share_one_queue_per_version(lite):
 
 def test_tf_servings_batching_parameters_file(tmp_path):
     """The text format of TF Serving's batching guide; unset fields keep the
-    defaults, thread_pool_name is accepted."""
+    defaults; thread_pool_name names the queuing metric's pool."""
     path = tmp_path / "batching.config"
     path.write_text(
         "max_batch_size { value: 32 }\n"
@@ -471,6 +510,7 @@ def test_tf_servings_batching_parameters_file(tmp_path):
         batch_timeout_micros=2000,
         max_enqueued_batches=100,
         num_batch_threads=1,
+        thread_pool_name="model_server_batch_threads",
     )
     assert parse_batching_parameters("") == BatchingParameters()
     with pytest.raises(FileNotFoundError, match="not found"):

@@ -15,6 +15,17 @@ def test_a_server_that_cannot_start_is_reported(tmp_path):
         loadtest.start_server(tmp_path / "missing", tmp_path / "srv", timeout=120)
 
 
+def test_histogram_quantile_is_the_bucket_it_falls_in():
+    inf = float("inf")
+    before = {0.001: 10.0, 0.002: 10.0, inf: 10.0}
+    after = {0.001: 60.0, 0.002: 109.0, inf: 110.0}  # 100 more: 50, 49 and 1
+    assert loadtest.histogram_quantile(before, after, 0.5) == 0.001
+    assert loadtest.histogram_quantile(before, after, 0.99) == 0.002
+    assert loadtest.histogram_quantile(before, after, 1.0) == inf
+    assert loadtest.histogram_quantile(after, after, 0.99) is None
+    assert loadtest.histogram_quantile({}, {}, 0.99) is None
+
+
 @pytest.mark.slow
 def test_start_load_traffic_stop(tmp_path_factory, tmp_path, data_dir):
     built = build(tmp_path_factory.getbasetemp() / "deploy", data_dir)
@@ -23,9 +34,22 @@ def test_start_load_traffic_stop(tmp_path_factory, tmp_path, data_dir):
         assert server.running and server.url.startswith("http://127.0.0.1:")
         body = json.dumps(client.predict_body(built.x_test[:1])).encode()
         request = loadtest.http_request("/v1/models/mnist:predict", body)
-        result = loadtest.load(server.url, request, clients=2, seconds=1, warmup=0.2)
+        latency, readings = "cnnlearn_request_latency_seconds", []
+
+        def read_metrics():
+            readings.append(loadtest.histogram(server.url, latency))
+
+        result = loadtest.load(
+            server.url, request, clients=2, seconds=1, warmup=0.2, at_warm=read_metrics
+        )
         assert result["requests"] > 0 and result["errors"] == 0
         assert result["p50_ms"] <= result["p99_ms"]
+        after = loadtest.histogram(server.url, latency)
+        (before,) = readings  # read once, when counting started
+        counted = after[float("inf")] - before[float("inf")]
+        assert result["requests"] / 2 <= counted <= result["requests"] + 2
+        assert loadtest.histogram_quantile(before, after, 0.99) is not None
+        assert loadtest.histogram(server.url, "no_such_metric") == {}
         bad = loadtest.http_request("/v1/models/mnist:predict", b"{}")
         result = loadtest.load(server.url, bad, clients=1, seconds=0.5, warmup=0)
         assert result["requests"] == 0 and result["errors"] > 0

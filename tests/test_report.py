@@ -174,6 +174,7 @@ def test_batching_table_compares_each_backend_with_itself_unbatched():
                     "throughput_x_unbatched": 2.5,
                     "p99_ms": 9.0,
                     "p99_bound_ms": 2.6,
+                    "batcher_p99_ms": 2.5,
                 }
             }
         },
@@ -186,6 +187,7 @@ def test_batching_table_compares_each_backend_with_itself_unbatched():
     )
     assert row["requests/s unbatched"] == 1000 and row["requests/s batched"] == 2500
     assert row["× unbatched"] == 2.5 and row["p99 bound ms"] == 2.6
+    assert row["client p99 ms"] == 9.0 and row["p99 in batcher ms"] == 2.5
 
 
 def test_faults_table():

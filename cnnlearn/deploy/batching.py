@@ -25,6 +25,8 @@ like a ``BasicBatchScheduler``). The parameters are TF Serving's
     submitted is full", a 503).
 ``num_batch_threads``
     Batches run at the same time (threads of this batcher).
+``thread_pool_name``
+    The ``thread_pool_name`` label of the queuing-latency metric.
 
 A batch is closed when it is full, when its timeout has passed and a thread
 is free, or when the batcher is closed (:meth:`Batcher.close` runs what is
@@ -35,6 +37,15 @@ shapes differ, fails the whole batch ("Tensors with name 'x' from different
 tasks have different shapes and padding is turned off"); here such a request
 goes to a batch of its own kind, so one odd request cannot fail the others.
 If a batch fails, every request in it gets the error.
+
+With :class:`BatchingMetrics`, each request's wait is recorded as TF Serving
+records it (``/tensorflow/serving/batching_session/queuing_latency``: from
+joining the queue until its batch starts, in microseconds, TF Serving's
+buckets), so TF Serving's dashboards and alerts read this server too; and its
+whole time in the batcher, the wait plus the batch's run, in
+``cnnlearn_batching_latency_seconds``, which is what ``batch_timeout_micros``
+bounds (chapter 8's benchmark compares its 99th percentile with the timeout
+plus one batch's run).
 
 :meth:`Batcher.submit` is for the event loop (``await batcher.submit(inputs)``;
 a caller that is cancelled before its batch starts is left out of it) and
@@ -65,6 +76,7 @@ __all__ = [
     "Batcher",
     "BatcherClosedError",
     "Batchers",
+    "BatchingMetrics",
     "BatchingParameters",
     "QueueFullError",
     "batch_rows",
@@ -100,6 +112,7 @@ class BatchingParameters:
     batch_timeout_micros: int = 0
     max_enqueued_batches: int = 10
     num_batch_threads: int = 1
+    thread_pool_name: str = "batch_threads"
 
     def __post_init__(self):
         for name in ("max_batch_size", "max_enqueued_batches", "num_batch_threads"):
@@ -169,9 +182,10 @@ def parse_batching_parameters(
         max_enqueued_batches { value: 100 }
         num_batch_threads { value: 1 }
 
-    A field left out keeps :class:`BatchingParameters`' default;
-    ``thread_pool_name`` is accepted and ignored. Raises :class:`ValueError`
-    in one line naming ``source`` for text that does not parse (an unknown
+    A field left out keeps :class:`BatchingParameters`' default
+    (``thread_pool_name``: ``"batch_threads"``, TF Serving's). Raises
+    :class:`ValueError` in one line naming ``source`` for text that does not
+    parse (an unknown
     field, such as those newer TF Serving versions added, fails here), a
     value out of range, and for ``allowed_batch_sizes`` and
     ``pad_variable_length_inputs``, which this server does not do (it never
@@ -196,7 +210,7 @@ def parse_batching_parameters(
     values = {
         name: getattr(proto, name).value
         for name, _, kind in _BATCHING_FIELDS
-        if kind == "Int64Value" and proto.HasField(name)
+        if kind.endswith("Value") and proto.HasField(name)
     }
     try:
         return BatchingParameters(**values)
@@ -236,11 +250,51 @@ def batch_rows(inputs: dict[str, np.ndarray]) -> int:
     return sizes.pop()
 
 
+#: TF Serving's queuing-latency buckets (``Buckets::Exponential(100, 1.2,
+#: 52)``, microseconds) and this server's for the time in the batcher.
+QUEUING_BUCKETS_MICROS = tuple(100 * 1.2**i for i in range(52))
+BATCHING_LATENCY_BUCKETS = (
+    *(i / 4000 for i in range(1, 41)),  # every 0.25 ms up to 10 ms
+    0.02,
+    0.05,
+    0.1,
+    0.25,
+    1.0,
+)
+
+
+class BatchingMetrics:
+    """The batchers' Prometheus metrics, in ``registry`` (the server's):
+    TF Serving's ``:tensorflow:serving:batching_session:queuing_latency``
+    (microseconds from joining the queue until the batch starts, by
+    ``thread_pool_name``) and ``cnnlearn_batching_latency_seconds`` (the wait
+    plus the batch's run, by model). Used in chapter 8."""
+
+    def __init__(self, registry):
+        from prometheus_client import Histogram
+
+        self.queuing = Histogram(
+            ":tensorflow:serving:batching_session:queuing_latency",
+            "Distribution of wall time spent (in microseconds) in queuing",
+            ["thread_pool_name"],
+            buckets=QUEUING_BUCKETS_MICROS,
+            registry=registry,
+        )
+        self.latency = Histogram(
+            "cnnlearn_batching_latency_seconds",
+            "Time from joining a batching queue until the outputs are ready",
+            ["model"],
+            buckets=BATCHING_LATENCY_BUCKETS,
+            registry=registry,
+        )
+
+
 @dataclass
 class _Task:
     inputs: dict[str, np.ndarray]
     rows: int
     future: Future = field(default_factory=Future)
+    enqueued: float = field(default_factory=time.perf_counter)
 
 
 @dataclass
@@ -276,16 +330,30 @@ class Batcher:
         :class:`BatchingParameters`.
     name
         What the log and the threads call this batcher (``"mnist/3"``).
+    metrics
+        :class:`BatchingMetrics` to record each request's wait and time in
+        the batcher, under the model name ``model``; none by default.
 
     Used in chapter 8.
     """
 
     def __init__(
-        self, run: Run, params: BatchingParameters | None = None, name: str = ""
+        self,
+        run: Run,
+        params: BatchingParameters | None = None,
+        name: str = "",
+        metrics: BatchingMetrics | None = None,
+        model: str = "",
     ):
         self.run = run
         self.params = params or BatchingParameters()
         self.name = name
+        self._timers = None
+        if metrics is not None:
+            self._timers = (
+                metrics.queuing.labels(self.params.thread_pool_name),
+                metrics.latency.labels(model or name),
+            )
         self.batches_run = 0  # batches run, failed ones included
         self.rows_run = 0
         self._cond = threading.Condition()
@@ -329,16 +397,23 @@ class Batcher:
             if self._closed:
                 raise BatcherClosedError(f"batcher {self.name!r} is closed")
             batch = self._open.get(key)
+            # A batch thread only needs waking when there is something new for
+            # it: a batch to run, or a new open batch (a deadline to wait for).
+            # Not for a request that joins an open batch: each wake-up costs a
+            # thread switch and a turn of the GIL, per request.
+            wake = False
             if batch is not None and batch.rows + rows > limit:
                 self._close(batch)
-                batch = None
+                batch, wake = None, True
             if batch is None:
-                batch = self._start(signature, key)
+                batch, wake = self._start(signature, key), True
             batch.tasks.append(task)
             batch.rows += rows
             if batch.rows == limit:
                 self._close(batch)
-            self._cond.notify()
+                wake = True
+            if wake:
+                self._cond.notify()
         return task.future
 
     def submit_blocking(
@@ -422,6 +497,7 @@ class Batcher:
         tasks = [t for t in batch.tasks if t.future.set_running_or_notify_cancel()]
         if not tasks:
             return
+        started = time.perf_counter()
         rows = sum(t.rows for t in tasks)
         try:
             names = tasks[0].inputs.keys()
@@ -451,6 +527,15 @@ class Batcher:
             with self._cond:
                 self.batches_run += 1
                 self.rows_run += rows
+            if self._timers is not None:
+                self._record(tasks, started)
+
+    def _record(self, tasks: list[_Task], started: float) -> None:
+        queuing, latency = self._timers
+        done = time.perf_counter()
+        for task in tasks:
+            queuing.observe(1e6 * (started - task.enqueued))
+            latency.observe(done - task.enqueued)
 
 
 class Batchers:
@@ -468,8 +553,13 @@ class Batchers:
     Used in chapter 8.
     """
 
-    def __init__(self, params: BatchingParameters | None = None):
+    def __init__(
+        self,
+        params: BatchingParameters | None = None,
+        metrics: BatchingMetrics | None = None,
+    ):
         self.params = params or BatchingParameters()
+        self.metrics = metrics
         self._batchers: dict[tuple[str, int], tuple[object, Batcher]] = {}
         # Retired versions, by id; weak, so a retired model is not kept alive.
         self._retired: weakref.WeakValueDictionary = weakref.WeakValueDictionary()
@@ -485,7 +575,13 @@ class Batchers:
             found = self._batchers.get(key)
             if found is not None and found[0] is loaded:
                 return found[1]
-            batcher = Batcher(loaded.run, self.params, f"{name}/{loaded.version}")
+            batcher = Batcher(
+                loaded.run,
+                self.params,
+                f"{name}/{loaded.version}",
+                self.metrics,
+                model=name,
+            )
             self._batchers[key] = (loaded, batcher)
             if found is not None:  # this version was loaded again
                 self._retired[id(found[0])] = found[0]

@@ -19,6 +19,8 @@ import subprocess
 import sys
 import threading
 import time
+import urllib.request
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -28,6 +30,8 @@ from cnnlearn.deploy import client
 __all__ = [
     "BackgroundTraffic",
     "ServerProcess",
+    "histogram",
+    "histogram_quantile",
     "http_request",
     "load",
     "load_grpc",
@@ -203,7 +207,9 @@ def _grpc_client(target, request, warm_until, stop_at, latencies, errors) -> Non
                 latencies.append(done - start)
 
 
-def _closed_loop(client, args: tuple, clients: int, seconds: float, warmup: float):
+def _closed_loop(
+    client, args: tuple, clients: int, seconds: float, warmup: float, at_warm
+):
     latencies: list[float] = []
     errors: list[str] = []
     warm_until = time.perf_counter() + warmup
@@ -212,6 +218,9 @@ def _closed_loop(client, args: tuple, clients: int, seconds: float, warmup: floa
     threads = [threading.Thread(target=client, args=args) for _ in range(clients)]
     for t in threads:
         t.start()
+    if at_warm is not None:  # e.g. read the server's metrics as counting starts
+        time.sleep(max(0.0, warm_until - time.perf_counter()))
+        at_warm()
     for t in threads:
         t.join(timeout=warmup + seconds + 60)
     ms = np.asarray(latencies) * 1000
@@ -231,16 +240,19 @@ def load(
     clients: int = 4,
     seconds: float = 5.0,
     warmup: float = 1.0,
+    at_warm: Callable[[], object] | None = None,
 ) -> dict:
     """Closed-loop load: ``clients`` connections sending ``request`` for ``seconds``.
 
     ``request`` comes from :func:`http_request`. Answers other than 200 with a
-    ``predictions`` body count as errors. Returns requests, errors (and the
+    ``predictions`` body count as errors. ``at_warm`` is called once the
+    warm-up is over, when counting starts. Returns requests, errors (and the
     first three), p50/p99 latency in ms and requests per second.
     """
     host, port = url.split("//", 1)[1].rsplit(":", 1)
     address = (host.strip("[]"), int(port))
-    return _closed_loop(_http_client, (address, request), clients, seconds, warmup)
+    args = (address, request)
+    return _closed_loop(_http_client, args, clients, seconds, warmup, at_warm)
 
 
 def load_grpc(
@@ -249,6 +261,7 @@ def load_grpc(
     clients: int = 4,
     seconds: float = 5.0,
     warmup: float = 1.0,
+    at_warm: Callable[[], object] | None = None,
 ) -> dict:
     """:func:`load` over gRPC: ``clients`` channels calling ``Predict``.
 
@@ -257,7 +270,44 @@ def load_grpc(
     own. Failed calls (any gRPC status but OK) and answers without outputs count
     as errors. Returns what :func:`load` returns. Needs ``tensorflow-serving-api``.
     """
-    return _closed_loop(_grpc_client, (target, request), clients, seconds, warmup)
+    args = (target, request)
+    return _closed_loop(_grpc_client, args, clients, seconds, warmup, at_warm)
+
+
+def histogram(url: str, name: str) -> dict[float, float]:
+    """A histogram from the server's ``/monitoring/prometheus/metrics``: each
+    bucket's upper bound (``le``) and cumulative count, summed over its label
+    sets; empty if the server has no such samples. Used in chapter 8."""
+    from prometheus_client.parser import text_string_to_metric_families
+
+    with urllib.request.urlopen(
+        f"{url}/monitoring/prometheus/metrics", timeout=30
+    ) as r:
+        text = r.read().decode()
+    counts: dict[float, float] = {}
+    for family in text_string_to_metric_families(text):
+        for sample in family.samples:
+            if sample.name == f"{name}_bucket":
+                le = float(sample.labels["le"])
+                counts[le] = counts.get(le, 0.0) + sample.value
+    return counts
+
+
+def histogram_quantile(
+    before: dict[float, float], after: dict[float, float], q: float
+) -> float | None:
+    """The ``q`` quantile of what a histogram counted between two
+    :func:`histogram` readings, as the upper bound of the bucket it falls in
+    (an over-estimate by at most one bucket; ``inf`` past the last); ``None``
+    if nothing was counted."""
+    bounds = sorted(after)
+    counts = [after[b] - before.get(b, 0.0) for b in bounds]
+    if not counts or counts[-1] <= 0:
+        return None
+    for bound, count in zip(bounds, counts):
+        if count >= q * counts[-1]:
+            return bound
+    return bounds[-1]
 
 
 class BackgroundTraffic:

@@ -428,7 +428,7 @@ async def lifespan(app: FastAPI):
     state: ServerState = app.state.server
     state.executor = ThreadPoolExecutor(state.workers, "cnnlearn-predict")
     if state.batching is not None:
-        state.batchers = Batchers(state.batching)
+        state.batchers = Batchers(state.batching, state.metrics.batching)
     task = asyncio.create_task(poll_forever(state))
     for callback in state.on_ready:  # e.g. serve() writes its ready file
         callback()

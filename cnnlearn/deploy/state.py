@@ -33,7 +33,7 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 
 from cnnlearn import progress
 from cnnlearn.deploy.backends import Loaded, ModelVersions
-from cnnlearn.deploy.batching import Batchers, BatchingParameters
+from cnnlearn.deploy.batching import Batchers, BatchingMetrics, BatchingParameters
 from cnnlearn.deploy.modelconfig import ConfigWatcher, ModelEntry, check_labels
 from cnnlearn.deploy.protocol import Guards, ServingError, not_found, status_body
 from cnnlearn.deploy.transport import DEFAULT_BODY_TIMEOUT
@@ -79,7 +79,9 @@ class ServerMetrics:
 
     ``cnnlearn_requests_total`` counts predict answers by status (499: the
     client closed the connection first); ``cnnlearn_model_load_failures_total``
-    counts failed loads of model versions, retries included. ``models`` is
+    counts failed loads of model versions, retries included; ``batching``
+    holds the batching queues' metrics (:class:`~.batching.BatchingMetrics`).
+    ``models`` is
     the model name → :class:`~.backends.ModelVersions` map being served
     (replaced, never changed in place, when a model config is applied).
     Used in chapter 8.
@@ -100,6 +102,7 @@ class ServerMetrics:
             buckets=LATENCY_BUCKETS,
             registry=self.registry,
         )
+        self.batching = BatchingMetrics(self.registry)  # with --enable_batching
         self.models = models
         self.classes: dict[str, np.ndarray] = {}
         self.images: dict[str, int] = {}
