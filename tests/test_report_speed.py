@@ -157,6 +157,16 @@ def test_sections_with_results_show_tables_and_notes(best, speedrun):
     assert no_ablation.count("\n|---") == 3
 
 
+def test_best_cnn_summary_states_accuracies_times_and_goals(best):
+    text = speed.best_cnn_summary(best)
+    assert "Over 3 seeds `wide_bn`" in text
+    assert "mean test accuracy of 99.61% (best 99.62%)" in text
+    assert "in 501.0 s on average, against 1000.0 s and 99.48%" in text
+    assert "best >= 4: met; time >= 4: not met." in text
+    assert "Measured on a busy machine" in text  # the file's provenance notes
+    assert "not measured yet" in speed.best_cnn_summary(None)
+
+
 def test_summary_states_the_choice_and_each_goal(speedrun):
     results = {
         **speedrun,

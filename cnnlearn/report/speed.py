@@ -9,12 +9,14 @@ run.
 
 from __future__ import annotations
 
+from cnnlearn.report import provenance
 from cnnlearn.report.tables import markdown_table
 
 __all__ = [
     "BEST_CNN_GOALS",
     "SPEEDRUN_RULES",
     "best_cnn_section",
+    "best_cnn_summary",
     "best_cnn_table",
     "choice_table",
     "goals_table",
@@ -166,6 +168,32 @@ def best_cnn_section(results: dict | None) -> str:
         markdown_table(best_cnn_table(results))
         + "\n\n"
         + markdown_table(goals_table(results), source=results)
+    )
+
+
+def best_cnn_summary(results: dict | None) -> str:
+    """One paragraph of ``best_cnn.json`` for chapter 4: the candidate's mean
+    and best final test accuracy over its seeds and its wall time against the
+    strong CNN's in the same run, with every goal met or not and what the
+    reader should know of how it was measured (:func:`provenance.notes`); a
+    line saying it is not measured yet when ``results`` is ``None``."""
+    if results is None:
+        return NOT_MEASURED.format(what="The 99.6 % CNN", script="best_cnn")
+    runs, strong = results["candidate"]["runs"], results["strong"]
+    finals = [r["final_test_accuracy"] for r in runs]
+    seconds = sum(r["wall_seconds"] for r in runs) / len(runs)
+    baseline = _seconds(strong["wall_seconds"])
+    verdicts = "; ".join(
+        f"{g['goal']} {g['target']}: {'met' if g['met'] else 'not met'}"
+        for g in results["goals"]
+    )
+    said = " ".join(provenance.notes(results))
+    return (
+        f"Over {len(runs)} seeds `{results['candidate']['model']}` ended at a mean "
+        f"test accuracy of {sum(finals) / len(finals):.2%} (best {max(finals):.2%}) "
+        f"in {_seconds(seconds)} s on average, against {baseline} "
+        f"s and {_percent(strong['final_test_accuracy'])} for the strong CNN in the "
+        f"same run. Goals: {verdicts}." + (f" *{said}*" if said else "")
     )
 
 
