@@ -185,9 +185,8 @@ def parse_batching_parameters(
     A field left out keeps :class:`BatchingParameters`' default
     (``thread_pool_name``: ``"batch_threads"``, TF Serving's). Raises
     :class:`ValueError` in one line naming ``source`` for text that does not
-    parse (an unknown
-    field, such as those newer TF Serving versions added, fails here), a
-    value out of range, and for ``allowed_batch_sizes`` and
+    parse (an unknown field, such as those newer TF Serving versions added,
+    fails here), a value out of range, and for ``allowed_batch_sizes`` and
     ``pad_variable_length_inputs``, which this server does not do (it never
     pads a batch). Used in chapter 8.
     """

@@ -81,9 +81,9 @@ class ServerMetrics:
     client closed the connection first); ``cnnlearn_model_load_failures_total``
     counts failed loads of model versions, retries included; ``batching``
     holds the batching queues' metrics (:class:`~.batching.BatchingMetrics`).
-    ``models`` is
-    the model name → :class:`~.backends.ModelVersions` map being served
-    (replaced, never changed in place, when a model config is applied).
+    ``models`` is the model name → :class:`~.backends.ModelVersions` map
+    being served (replaced, never changed in place, when a model config is
+    applied).
     Used in chapter 8.
     """
 
